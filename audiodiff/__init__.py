@@ -1,0 +1,16 @@
+"""audiodiff: diffusion models of raw audio (DiffWave-style vocoder and generator).
+
+The public API:
+
+    from audiodiff import Vocoder, Generator, load_recipe
+    voc = Vocoder.from_checkpoint("runs/tiny/step-00000200.pt")
+    wav = voc.vocode(mel, steps=6)            # [n_mels, frames] -> [frames * hop]
+    gen = Generator.from_checkpoint("runs/fsdd/step-00100000.pt")
+    clips = gen.generate(seconds=5, count=2)  # [2, 5 * sample_rate]
+"""
+from audiodiff.errors import AudiodiffError
+from audiodiff.inference import Generator, Vocoder, load_model
+from audiodiff.recipe import Recipe, load_recipe
+
+__version__ = "0.1.0"
+__all__ = ["AudiodiffError", "Generator", "Recipe", "Vocoder", "__version__", "load_model", "load_recipe"]

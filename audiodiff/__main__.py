@@ -1,0 +1,4 @@
+"""`python -m audiodiff` runs the CLI."""
+from audiodiff.cli import main
+
+main()

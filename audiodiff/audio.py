@@ -1,0 +1,180 @@
+"""Audio I/O and the one mel spectrogram transform.
+
+`load_audio` reads anything soundfile (or, failing that, librosa/audioread) can
+decode, mixes to mono and resamples with soxr to the model's rate. `save_audio`
+writes wav/flac atomically (temp file, then rename), so a killed run never leaves a
+half-written file. `MelSpectrogram` is the only mel function in the package:
+training, validation, vocoding of audio files and the tests all use it.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import librosa
+import numpy as np
+import soundfile as sf
+import torch
+from torch import nn
+
+from audiodiff.atomic import atomic_path
+from audiodiff.errors import AudioError
+from audiodiff.recipe import AudioConfig
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif", ".au")
+_SAVE_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16")}
+
+
+def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
+    """Read an audio file as mono float32 at `sample_rate`: shape [samples].
+
+    Raises AudioError naming the file if it is missing, unreadable or empty.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"{path}: file not found")
+    try:
+        wav, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        wav = wav.mean(axis=1)
+    except Exception:  # noqa: BLE001 - soundfile raises several types; fall back to librosa
+        wav, sr = _load_with_librosa(path)
+    if wav.size == 0:
+        raise AudioError(f"{path}: audio file is empty")
+    return resample(wav, sr, sample_rate)
+
+
+def _load_with_librosa(path: Path) -> tuple[np.ndarray, int]:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            wav, sr = librosa.load(str(path), sr=None, mono=True)
+    except Exception as exc:  # noqa: BLE001
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise AudioError(f"{path}: cannot read audio ({reason})") from None
+    return wav.astype(np.float32), int(sr)
+
+
+def resample(wav: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """Resample [samples] float32 audio with soxr (high quality); no-op if rates match."""
+    if orig_sr == target_sr:
+        return np.ascontiguousarray(wav, dtype=np.float32)
+    out = librosa.resample(wav, orig_sr=orig_sr, target_sr=target_sr, res_type="soxr_hq")
+    return out.astype(np.float32)
+
+
+def save_audio(path: str | Path, wav: np.ndarray | torch.Tensor, sample_rate: int) -> Path:
+    """Write [samples] audio in [-1, 1] as 16-bit wav or flac, atomically.
+
+    The file appears complete or not at all: it is written to a temp file in the same
+    folder and renamed into place.
+    """
+    path = Path(path)
+    fmt = _SAVE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise AudioError(f"{path}: output must end in .wav or .flac")
+    if isinstance(wav, torch.Tensor):
+        wav = wav.detach().float().cpu().numpy()
+    wav = np.clip(np.asarray(wav, dtype=np.float32).reshape(-1), -1.0, 1.0)
+    with atomic_path(path) as tmp:
+        sf.write(tmp, wav, sample_rate, format=fmt[0], subtype=fmt[1])
+    return path
+
+
+class MelSpectrogram(nn.Module):
+    """Log-mel spectrogram with the convention of an `AudioConfig` (a named preset).
+
+    forward: [..., samples] float -> [..., n_mels, ceil(samples / hop_length)].
+    Frame i describes samples [i*hop, (i+1)*hop): the signal is reflect-padded so that
+    a vocoder turning F frames into F*hop samples lines up with the input. With
+    `center=False` (HiFi-GAN) frame i is centred on the middle of its hop; with
+    `center=True` (lmnt DiffWave, librosa) it is centred on sample i*hop.
+    """
+
+    def __init__(self, config: AudioConfig):
+        super().__init__()
+        self.config = config
+        fmax = config.fmax
+        basis = librosa.filters.mel(sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels,
+                                    fmin=config.fmin, fmax=fmax, htk=config.mel_htk,
+                                    norm="slaney" if config.mel_norm == "slaney" else None)
+        self.register_buffer("mel_basis", torch.from_numpy(basis).float(), persistent=False)
+        self.register_buffer("window", torch.hann_window(config.win_length), persistent=False)
+
+    @property
+    def hop_length(self) -> int:
+        return self.config.hop_length
+
+    def frames(self, samples: int) -> int:
+        """Number of mel frames for a signal of `samples` samples."""
+        return -(-samples // self.config.hop_length)
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        lead = wav.shape[:-1]
+        x = wav.reshape(-1, wav.shape[-1]).float()
+        n_frames = self.frames(x.shape[-1])
+        left = cfg.n_fft // 2 if cfg.center else (cfg.n_fft - cfg.hop_length) // 2
+        right = (n_frames - 1) * cfg.hop_length + cfg.n_fft - x.shape[-1] - left
+        mode = "reflect" if x.shape[-1] > max(left, right) else "constant"
+        x = torch.nn.functional.pad(x.unsqueeze(1), (left, right), mode=mode).squeeze(1)
+        spec = torch.stft(x, cfg.n_fft, hop_length=cfg.hop_length, win_length=cfg.win_length,
+                          window=self.window, center=False, return_complex=True).abs()
+        if cfg.normalized:
+            spec = spec / self.window.pow(2).sum().sqrt()
+        mel = self.compress(torch.matmul(self.mel_basis, spec))
+        return mel.reshape(*lead, cfg.n_mels, n_frames)
+
+    def compress(self, mel: torch.Tensor) -> torch.Tensor:
+        """Linear mel magnitude -> the preset's log scale."""
+        if self.config.compression == "ln":
+            return torch.log(torch.clamp(mel, min=1e-5))
+        db = 20 * torch.log10(torch.clamp(mel, min=1e-5)) - 20
+        return torch.clamp((db + 100) / 100, 0.0, 1.0)
+
+
+def mel_value_range(config: AudioConfig) -> tuple[float, float]:
+    """The range a mel made with `config` can take (with a small tolerance)."""
+    if config.compression == "ln":
+        return float(np.log(1e-5)) - 0.01, 12.0
+    return -1e-3, 1.0 + 1e-3
+
+
+def check_mel(mel: torch.Tensor, config: AudioConfig, name: str) -> None:
+    """Raise AudioError unless `mel` is [n_mels, frames] (or batched) in the preset's range."""
+    if mel.dim() not in (2, 3) or mel.shape[-2] != config.n_mels:
+        raise AudioError(f"{name}: mel has shape {list(mel.shape)}, expected [{config.n_mels}, frames] "
+                         f"(preset {config.preset})")
+    if mel.shape[-1] == 0:
+        raise AudioError(f"{name}: mel has no frames")
+    if not torch.isfinite(mel).all():
+        raise AudioError(f"{name}: mel contains NaN or infinite values")
+    low, high = mel_value_range(config)
+    lo, hi = float(mel.min()), float(mel.max())
+    if lo < low or hi > high:
+        raise AudioError(f"{name}: mel values span [{lo:.3g}, {hi:.3g}], outside [{low:.3g}, {high:.3g}] "
+                         f"for preset {config.preset!r} ({config.compression} scale): made with another convention?")
+
+
+MEL_SUFFIXES = (".npy", ".pt")
+
+
+def load_mel(path: str | Path) -> torch.Tensor:
+    """Read a mel spectrogram saved as .npy or .pt: [n_mels, frames] (a leading 1 is dropped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"{path}: file not found")
+    try:
+        if path.suffix.lower() == ".npy":
+            mel = torch.from_numpy(np.load(path, allow_pickle=False).astype(np.float32))
+        else:
+            mel = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - numpy and torch raise many types for bad files
+        reason = str(exc).splitlines()[0][:100] if str(exc) else type(exc).__name__
+        raise AudioError(f"{path}: cannot read mel ({reason})") from None
+    if not isinstance(mel, torch.Tensor):
+        raise AudioError(f"{path}: expected a tensor, found {type(mel).__name__}")
+    if mel.dim() == 3 and mel.shape[0] == 1:
+        mel = mel[0]
+    if mel.dim() != 2:
+        raise AudioError(f"{path}: mel has shape {list(mel.shape)}, expected [n_mels, frames]")
+    return mel.float()

@@ -1,0 +1,156 @@
+"""The `audiodiff` command line: parse arguments, call the API, print with rich.
+
+No model logic lives here. Every user error surfaces as an AudiodiffError, printed as
+one line on stderr with exit code 2.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from audiodiff.errors import AudiodiffError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Diffusion models of raw audio: train a DiffWave vocoder or generator, "
+                       "vocode mels, sample sound.")
+err = Console(stderr=True)
+
+CheckpointOpt = Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="Checkpoint (.pt). Default: the shipped model.")]
+DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")]
+SeedOpt = Annotated[int, typer.Option(help="Seed of the sampling noise.")]
+SamplerOpt = Annotated[str, typer.Option(help="ddpm (ancestral) or ddim (deterministic).")]
+
+
+@app.command()
+def train(
+    recipe: Annotated[Path, typer.Argument(help="Recipe TOML file, e.g. recipes/ljspeech.toml.")],
+    out: Annotated[Optional[Path], typer.Option(help="Run folder (default runs/<recipe name>). Re-running resumes.")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(help="Stop at this step (overrides train.max_steps).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe value: section.key=value (repeatable).")] = None,
+    device: DeviceOpt = "auto",
+    seed: Annotated[Optional[int], typer.Option(help="Seed (overrides train.seed).")] = None,
+) -> None:
+    """Train a model from a recipe; resumes from the newest checkpoint in --out."""
+    from audiodiff.recipe import load_recipe
+    from audiodiff.training import train as run_training
+
+    overrides = list(set_ or [])
+    if max_steps is not None:
+        overrides.append(f"train.max_steps={max_steps}")
+    if seed is not None:
+        overrides.append(f"train.seed={seed}")
+    parsed = load_recipe(recipe, overrides)
+    out = out or Path("runs") / recipe.stem
+    try:
+        last = run_training(parsed, out, device=device, console=err)
+    except KeyboardInterrupt:
+        err.print("Interrupted; re-run the same command to resume.")
+        raise typer.Exit(130) from None
+    err.print(f"Checkpoint: {last}")
+
+
+@app.command()
+def vocode(
+    inputs: Annotated[list[Path], typer.Argument(help="Audio files (resynthesised from their mel) or mels (.npy/.pt) shaped n_mels x frames.")],
+    checkpoint: CheckpointOpt = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output .wav/.flac (one input).")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option(help="Output folder (any number of inputs); files keep their stem.")] = None,
+    steps: Annotated[int, typer.Option(help="Network evaluations: 6 = fast schedule, 50 = full.")] = 6,
+    sampler: SamplerOpt = "ddpm",
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+) -> None:
+    """Turn mel spectrograms (or the mels of audio files) into waveforms."""
+    from audiodiff.audio import MEL_SUFFIXES, load_audio, load_mel, save_audio
+    from audiodiff.inference import Vocoder
+    from audiodiff.pretrained import default_checkpoint
+
+    if output is not None and len(inputs) > 1:
+        raise AudiodiffError("-o names one output file; use --out-dir for several inputs")
+    ckpt = checkpoint or default_checkpoint("vocoder")
+    vocoder = Vocoder.from_checkpoint(ckpt, device=device)
+    err.print(f"Model: {ckpt} (step {vocoder.step}, {vocoder.sample_rate} Hz, preset {vocoder.recipe.audio.preset})")
+    jobs = []  # read every input first: a bad one fails before any work is done
+    for path in inputs:
+        if path.suffix.lower() in MEL_SUFFIXES:
+            jobs.append((path, load_mel(path), None))
+        else:
+            wav = load_audio(path, vocoder.sample_rate)
+            jobs.append((path, vocoder.mel(wav).cpu(), wav.shape[-1]))
+    for path, mel, length in jobs:
+        target = output or (out_dir or Path(".")) / f"{path.stem}{'' if out_dir else '.vocoded'}.wav"
+        with _progress() as progress:
+            task = progress.add_task(path.name, total=steps)
+            wav = vocoder.vocode(mel, steps=steps, sampler=sampler, seed=seed, name=str(path),
+                                 on_step=lambda k: progress.update(task, completed=k))
+        save_audio(target, wav[:length] if length else wav, vocoder.sample_rate)
+        err.print(f"{path} -> {target} ({wav[:length].shape[-1] / vocoder.sample_rate:.2f} s)")
+
+
+@app.command()
+def sample(
+    seconds: Annotated[float, typer.Option(help="Length of each clip in seconds (any length).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output .wav/.flac; with -n > 1, numbered NAME-0.wav, NAME-1.wav ...")],
+    checkpoint: CheckpointOpt = None,
+    count: Annotated[int, typer.Option("-n", "--count", help="Number of clips.")] = 1,
+    steps: Annotated[Optional[int], typer.Option(help="Network evaluations (default: the training schedule's length).")] = None,
+    sampler: SamplerOpt = "ddpm",
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+) -> None:
+    """Generate sound unconditionally from an unconditional model."""
+    from audiodiff.audio import save_audio
+    from audiodiff.inference import Generator
+    from audiodiff.pretrained import default_checkpoint
+
+    ckpt = checkpoint or default_checkpoint("generator")
+    generator = Generator.from_checkpoint(ckpt, device=device)
+    n_steps = steps or generator.default_steps
+    err.print(f"Model: {ckpt} (step {generator.step}, {generator.sample_rate} Hz, {n_steps} steps)")
+    with _progress() as progress:
+        task = progress.add_task("sample", total=n_steps)
+        clips = generator.generate(seconds, count=count, steps=n_steps, sampler=sampler, seed=seed,
+                                   on_step=lambda k: progress.update(task, completed=k))
+    for i, clip in enumerate(clips):
+        target = output if count == 1 else output.with_name(f"{output.stem}-{i}{output.suffix}")
+        save_audio(target, clip, generator.sample_rate)
+        err.print(f"-> {target} ({clip.shape[-1] / generator.sample_rate:.2f} s)")
+
+
+@app.command()
+def info(checkpoint: CheckpointOpt = None) -> None:
+    """Describe a checkpoint: what it is, its settings and training step."""
+    from audiodiff.checkpoint import load_checkpoint
+    from audiodiff.pretrained import default_checkpoint
+
+    ckpt = checkpoint or default_checkpoint("vocoder")
+    data = load_checkpoint(ckpt)
+    r = data["recipe_obj"]
+    params = sum(t.numel() for t in data["ema"].values())
+    kind = "vocoder (mel-conditioned)" if r.model.conditional else "unconditional generator"
+    out = Console()
+    out.print(f"[bold]{ckpt}[/]: {kind}, step {data['step']}")
+    out.print(f"  audio: {r.audio.sample_rate} Hz, preset {r.audio.preset}, {r.audio.n_mels} mels, hop {r.audio.hop_length}")
+    out.print(f"  model: {r.model.residual_layers} layers x {r.model.residual_channels} channels, "
+              f"dilation cycle {r.model.dilation_cycle}, {params / 1e6:.2f} M parameters")
+    out.print(f"  diffusion: {r.diffusion.schedule} x {r.diffusion.steps}, fast schedule {len(r.diffusion.fast_betas)} steps")
+    out.print(f"  data: {r.data.source} at {r.data.root}")
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("steps"), TimeElapsedColumn(), console=err)
+
+
+def main() -> None:
+    """Console-script entry point: run the app, turning user errors into one line + exit 2."""
+    try:
+        app()
+    except AudiodiffError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)

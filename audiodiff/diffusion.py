@@ -1,0 +1,121 @@
+"""The noise schedule, defined once, and the training loss.
+
+A `Schedule` is a sequence of betas; from it follow alpha-bar and the continuous
+noise level `sqrt(alpha_bar)` that the network is conditioned on. Training draws
+noise levels uniformly between neighbouring schedule points (WaveGrad), so the
+network learns a continuum of levels and any inference schedule can be used.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from audiodiff.recipe import DiffusionConfig
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Betas of a diffusion process, step 0 (least noise) first. All float64, [steps]."""
+    betas: torch.Tensor
+
+    def __post_init__(self) -> None:
+        b = self.betas
+        if b.dim() != 1 or len(b) == 0 or not bool(((b > 0) & (b < 1)).all()):
+            raise ValueError("betas must be a non-empty 1-D sequence in (0, 1)")
+
+    @classmethod
+    def from_betas(cls, betas) -> Schedule:
+        return cls(torch.as_tensor(betas, dtype=torch.float64).reshape(-1))
+
+    @classmethod
+    def from_noise_levels(cls, levels) -> Schedule:
+        """Build from strictly decreasing sqrt(alpha_bar) values (step 0 first)."""
+        ab = torch.as_tensor(levels, dtype=torch.float64) ** 2
+        prev = torch.cat([ab.new_ones(1), ab[:-1]])
+        return cls.from_betas(1 - ab / prev)
+
+    def __len__(self) -> int:
+        return len(self.betas)
+
+    @property
+    def alphas(self) -> torch.Tensor:
+        return 1 - self.betas
+
+    @property
+    def alpha_bars(self) -> torch.Tensor:
+        return torch.cumprod(self.alphas, 0)
+
+    @property
+    def noise_levels(self) -> torch.Tensor:
+        """sqrt(alpha_bar) per step: what the network is conditioned on."""
+        return self.alpha_bars.sqrt()
+
+
+def make_betas(kind: str, steps: int, beta_start: float, beta_end: float) -> torch.Tensor:
+    """Betas of a named schedule family: 'linear' (DiffWave), 'quadratic' (linear in
+    sqrt(beta)), or 'cosine' (Nichol & Dhariwal, clipped to [beta_start, beta_end])."""
+    if kind == "linear":
+        return torch.linspace(beta_start, beta_end, steps, dtype=torch.float64)
+    if kind == "quadratic":
+        return torch.linspace(beta_start ** 0.5, beta_end ** 0.5, steps, dtype=torch.float64) ** 2
+    if kind == "cosine":
+        t = torch.linspace(0, 1, steps + 1, dtype=torch.float64)
+        f = torch.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
+        return (1 - f[1:] / f[:-1]).clamp(beta_start, beta_end)
+    raise ValueError(f"unknown schedule {kind!r}")
+
+
+def training_schedule(config: DiffusionConfig) -> Schedule:
+    """The schedule the network is trained on (DiffWave base: 50 linear betas 1e-4..0.05)."""
+    return Schedule(make_betas(config.schedule, config.steps, config.beta_start, config.beta_end))
+
+
+def inference_schedule(config: DiffusionConfig, steps: int) -> Schedule:
+    """The default schedule for sampling with `steps` network evaluations.
+
+    - steps == len(fast_betas) (6 by default): the recipe's fast schedule (lmnt's);
+    - fewer: geometric betas between the fast schedule's ends;
+    - more, up to the training length: the training schedule sub-sampled evenly in
+      step index (alpha-bar kept at the chosen points);
+    - the training length or more: the training schedule itself.
+    """
+    if steps < 1:
+        raise ValueError("steps must be >= 1")
+    train = training_schedule(config)
+    fast = config.fast_betas
+    if steps == len(fast):
+        return Schedule.from_betas(fast)
+    if steps < len(fast):
+        if steps == 1:
+            return Schedule.from_betas([fast[-1]])
+        return Schedule.from_betas(torch.logspace(math.log10(fast[0]), math.log10(fast[-1]), steps,
+                                                  dtype=torch.float64))
+    if steps >= len(train):
+        return train
+    idx = torch.linspace(0, len(train) - 1, steps).round().long()
+    return Schedule.from_noise_levels(train.noise_levels[idx])
+
+
+def sample_noise_levels(schedule: Schedule, batch: int, generator: torch.Generator) -> torch.Tensor:
+    """[batch] continuous noise levels: pick a step, then uniform between its level and
+    the previous one (1.0 before step 0), as in WaveGrad."""
+    levels = torch.cat([torch.ones(1, dtype=torch.float64), schedule.noise_levels])
+    step = torch.randint(1, len(levels), (batch,), generator=generator)
+    u = torch.rand(batch, generator=generator, dtype=torch.float64)
+    return (levels[step] + u * (levels[step - 1] - levels[step])).float()
+
+
+def diffusion_loss(network: torch.nn.Module, audio: torch.Tensor, cond: torch.Tensor | None,
+                   schedule: Schedule, generator: torch.Generator) -> torch.Tensor:
+    """L1 between the true and predicted noise (DiffWave's loss).
+
+    audio [B, 1, T] clean; cond [B, n_mels, T] or None. Randomness comes from
+    `generator` only (a CPU generator), so a seeded run repeats exactly.
+    """
+    level = sample_noise_levels(schedule, audio.shape[0], generator).to(audio.device)
+    eps = torch.randn(audio.shape, generator=generator).to(audio.device)
+    a = level.view(-1, 1, 1)
+    noisy = a * audio + (1 - a ** 2).sqrt() * eps
+    return (network(noisy, level, cond) - eps).abs().mean()

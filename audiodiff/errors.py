@@ -1,0 +1,23 @@
+"""The one exception family users see.
+
+Every error that is the user's to fix (a bad recipe key, a missing file, unreadable
+audio, a mel of the wrong shape, a foreign checkpoint) is raised as an
+`AudiodiffError` whose message is one line naming the file or key. The CLI prints
+that line and exits with code 2; API users can catch the class.
+"""
+
+
+class AudiodiffError(Exception):
+    """A problem with the user's input, reported as one line."""
+
+
+class RecipeError(AudiodiffError):
+    """A recipe file or `--set` override is invalid."""
+
+
+class AudioError(AudiodiffError):
+    """An audio or mel input cannot be read or does not fit the model."""
+
+
+class CheckpointError(AudiodiffError):
+    """A checkpoint is missing, corrupt, or not an audiodiff checkpoint."""

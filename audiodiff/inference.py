@@ -1,0 +1,210 @@
+"""The inference API: `Vocoder` (mel -> waveform) and `Generator` (noise -> sound).
+
+    from audiodiff import Vocoder
+    voc = Vocoder.from_checkpoint("runs/ljspeech/step-01000000.pt")
+    wav = voc.vocode(mel, steps=6)          # mel [n_mels, frames] -> [frames * hop]
+
+Long signals are evaluated in chunks at every sampling step: each chunk carries a
+margin of the network's receptive field on both sides, so the result equals a
+whole-signal pass up to float rounding while the working set stays small (and, on
+CPU, cache-friendly: a 32k-sample chunk runs about twice as fast per sample as a
+whole 10 s signal). The mel upsampling, which does not change between steps, is done
+once per utterance and kept while it fits `CONDITION_CACHE_BYTES`; beyond that it
+is recomputed per chunk, so memory stays bounded for inputs of any length.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from audiodiff.audio import MelSpectrogram, check_mel
+from audiodiff.checkpoint import load_checkpoint
+from audiodiff.diffusion import Schedule, inference_schedule, training_schedule
+from audiodiff.errors import AudiodiffError
+from audiodiff.model import DiffWave
+from audiodiff.recipe import Recipe
+from audiodiff.samplers import SAMPLERS, Denoiser, StepCallback
+
+CHUNK_SAMPLES = 32768
+CONDITION_CACHE_BYTES = 256 * 2 ** 20
+FAST_STEPS = 6
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """'auto' (or None) -> cuda if available else cpu; otherwise the named device."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise AudiodiffError(f"--device {device!r}: not a device name (cpu, cuda, cuda:1, auto)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise AudiodiffError(f"--device {device}: CUDA is not available on this machine")
+    return dev
+
+
+class Conditioner:
+    """Slices of the upsampled conditioner [B, n_mels, samples] for chunked evaluation.
+
+    Upsamples the whole mel once when that fits `cache_bytes`; otherwise upsamples
+    only the frames a chunk needs (plus a margin of frames) each time it is asked.
+    """
+
+    FRAME_MARGIN = 4  # frames each side: covers the transposed convolutions' reach
+
+    def __init__(self, network: DiffWave, mel: torch.Tensor, hop: int, cache_bytes: int):
+        self.network, self.mel, self.hop = network, mel, hop
+        full = mel.shape[0] * mel.shape[1] * mel.shape[2] * hop * 4
+        self.cache = network.condition(mel) if full <= cache_bytes else None
+
+    def __call__(self, start: int, end: int) -> torch.Tensor:
+        if self.cache is not None:
+            return self.cache[..., start:end]
+        f0 = max(0, start // self.hop - self.FRAME_MARGIN)
+        f1 = min(self.mel.shape[-1], -(-end // self.hop) + self.FRAME_MARGIN)
+        up = self.network.condition(self.mel[..., f0:f1])
+        return up[..., start - f0 * self.hop:end - f0 * self.hop]
+
+
+def chunked_denoiser(network: DiffWave, cond: Callable[[int, int], torch.Tensor] | None,
+                     chunk: int = CHUNK_SAMPLES) -> Denoiser:
+    """A Denoiser that runs `network` over [B, 1, T] in chunks with receptive-field margins."""
+    margin = network.receptive_margin()
+
+    def denoise(x: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        total = x.shape[-1]
+        out = torch.empty_like(x)
+        for start in range(0, total, chunk):
+            end = min(start + chunk, total)
+            a, b = max(0, start - margin), min(total, end + margin)
+            y = network(x[..., a:b], level, None if cond is None else cond(a, b))
+            out[..., start:end] = y[..., start - a:end - a]
+        return out
+
+    return denoise
+
+
+class _Model:
+    """Shared by Vocoder and Generator: a network, its recipe, a device, sampling."""
+
+    def __init__(self, network: DiffWave, recipe: Recipe, device: str | torch.device = "cpu",
+                 step: int = 0, source: str = "<memory>"):
+        self.device = resolve_device(device)
+        self.network = network.to(self.device).eval()
+        self.recipe = recipe
+        self.step = step
+        self.source = source
+        self.chunk_samples = CHUNK_SAMPLES
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", ema: bool = True):
+        """Load a checkpoint written by `audiodiff train` (EMA weights by default)."""
+        return cls.from_checkpoint_data(load_checkpoint(path), str(path), device, ema)
+
+    @classmethod
+    def from_checkpoint_data(cls, data: dict, source: str, device: str | torch.device = "cpu",
+                             ema: bool = True):
+        """Build from what `checkpoint.load_checkpoint` returned."""
+        recipe = data["recipe_obj"]
+        network = DiffWave.from_recipe(recipe)
+        network.load_state_dict(data["ema" if ema else "model"])
+        return cls(network, recipe, device=device, step=data["step"], source=source)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.recipe.audio.sample_rate
+
+    def schedule(self, steps: int) -> Schedule:
+        """The noise schedule used for `steps` network evaluations."""
+        return inference_schedule(self.recipe.diffusion, steps)
+
+    def _sample(self, cond, batch: int, length: int, steps: int, sampler: str, seed: int | None,
+                generator: torch.Generator | None, on_step: StepCallback) -> torch.Tensor:
+        if sampler not in SAMPLERS:
+            raise AudiodiffError(f"unknown sampler {sampler!r} (known: {', '.join(SAMPLERS)})")
+        if generator is None:
+            generator = torch.Generator().manual_seed(0 if seed is None else seed)
+        noise = torch.randn(batch, 1, length, generator=generator).to(self.device)
+        denoise = chunked_denoiser(self.network, cond, self.chunk_samples)
+        with torch.inference_mode():
+            x = SAMPLERS[sampler](denoise, self.schedule(steps), noise, generator, on_step=on_step)
+        return x[:, 0].float().cpu()
+
+
+class Vocoder(_Model):
+    """Mel spectrogram in, waveform out, with the mel convention of its checkpoint."""
+
+    def __init__(self, network: DiffWave, recipe: Recipe, **kwargs):
+        if not network.conditional:
+            raise AudiodiffError(f"{kwargs.get('source', 'model')}: this is an unconditional model; "
+                                 f"use Generator / `audiodiff sample`")
+        super().__init__(network, recipe, **kwargs)
+        self.mel_transform = MelSpectrogram(recipe.audio).to(self.device)
+
+    @property
+    def hop_length(self) -> int:
+        return self.recipe.audio.hop_length
+
+    def mel(self, wav: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """[samples] or [B, samples] audio at `sample_rate` -> [(B,) n_mels, frames]."""
+        wav = torch.as_tensor(wav, dtype=torch.float32, device=self.device)
+        with torch.inference_mode():
+            return self.mel_transform(wav)
+
+    def vocode(self, mel: torch.Tensor | np.ndarray, steps: int = FAST_STEPS, sampler: str = "ddpm",
+               seed: int | None = 0, generator: torch.Generator | None = None,
+               on_step: StepCallback = None, name: str = "mel") -> torch.Tensor:
+        """mel [n_mels, frames] or [B, n_mels, frames] -> waveform [frames*hop] or [B, frames*hop].
+
+        `steps` network evaluations (6: lmnt's fast schedule; 50: the full training
+        schedule); `sampler` is 'ddpm' or 'ddim'; `seed` (or `generator`) fixes the noise.
+        """
+        mel = torch.as_tensor(mel, dtype=torch.float32)
+        check_mel(mel, self.recipe.audio, name)
+        batched = mel.dim() == 3
+        mel = (mel if batched else mel.unsqueeze(0)).to(self.device)
+        length = mel.shape[-1] * self.hop_length
+        with torch.inference_mode():
+            cond = Conditioner(self.network, mel, self.hop_length, CONDITION_CACHE_BYTES)
+        wav = self._sample(cond, mel.shape[0], length, steps, sampler, seed, generator, on_step)
+        return wav if batched else wav[0]
+
+    def resynthesize(self, wav: torch.Tensor | np.ndarray, **kwargs) -> torch.Tensor:
+        """Analysis-synthesis: audio [samples] -> its mel -> vocoded audio, same length."""
+        wav = torch.as_tensor(wav, dtype=torch.float32)
+        out = self.vocode(self.mel(wav).cpu(), **kwargs)
+        return out[..., :wav.shape[-1]]
+
+
+class Generator(_Model):
+    """Unconditional generation: noise in, sound out."""
+
+    def __init__(self, network: DiffWave, recipe: Recipe, **kwargs):
+        if network.conditional:
+            raise AudiodiffError(f"{kwargs.get('source', 'model')}: this is a mel-conditioned vocoder; "
+                                 f"use Vocoder / `audiodiff vocode`")
+        super().__init__(network, recipe, **kwargs)
+
+    @property
+    def default_steps(self) -> int:
+        return len(training_schedule(self.recipe.diffusion))
+
+    def generate(self, seconds: float, count: int = 1, steps: int | None = None, sampler: str = "ddpm",
+                 seed: int | None = 0, generator: torch.Generator | None = None,
+                 on_step: StepCallback = None) -> torch.Tensor:
+        """-> [count, round(seconds * sample_rate)] waveforms of any length."""
+        length = int(round(seconds * self.sample_rate))
+        if length <= 0 or count <= 0:
+            raise AudiodiffError("--seconds and -n must be positive")
+        steps = self.default_steps if steps is None else steps
+        return self._sample(None, count, length, steps, sampler, seed, generator, on_step)
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> Vocoder | Generator:
+    """A Vocoder or a Generator, whichever the checkpoint holds."""
+    data = load_checkpoint(path)
+    cls = Vocoder if data["recipe_obj"].model.conditional else Generator
+    return cls.from_checkpoint_data(data, str(path), device)

@@ -1,0 +1,169 @@
+"""DiffWave (Kong et al. 2021) conditioned on a continuous noise level.
+
+The network predicts the noise `eps` in `x_t = level * x_0 + sqrt(1 - level^2) * eps`,
+where `level = sqrt(alpha_bar)` is a real number in (0, 1] (as in WaveGrad), not an
+integer step: any inference schedule can be used with one trained network.
+
+Shapes: audio `[batch, 1, samples]`, noise level `[batch]`, mel
+`[batch, n_mels, frames]`, upsampled conditioner `[batch, n_mels, samples]` with
+`samples = frames * hop_length`.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from audiodiff.recipe import ModelConfig, Recipe, prime_factors
+
+EMBED_DIM = 128
+EMBED_HIDDEN = 512
+NOISE_LEVEL_SCALE = 5000.0  # WaveGrad: positional encoding of 5000 * noise level
+MAX_STRIDE = 16
+
+
+class NoiseLevelEmbedding(nn.Module):
+    """[batch] noise levels in (0, 1] -> [batch, 512] features (sinusoids, then an MLP)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        half = EMBED_DIM // 2
+        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half)
+        self.register_buffer("freqs", freqs, persistent=False)
+        self.projection1 = nn.Linear(EMBED_DIM, EMBED_HIDDEN)
+        self.projection2 = nn.Linear(EMBED_HIDDEN, EMBED_HIDDEN)
+
+    def forward(self, noise_level: torch.Tensor) -> torch.Tensor:
+        phase = NOISE_LEVEL_SCALE * noise_level.float().unsqueeze(1) * self.freqs
+        x = torch.cat([torch.sin(phase), torch.cos(phase)], dim=1)
+        x = F.silu(self.projection1(x))
+        return F.silu(self.projection2(x))
+
+
+def upsample_strides(hop_length: int) -> list[int]:
+    """Factor `hop_length` into few strides of at most 16 (first-fit decreasing).
+
+    256 -> [16, 16]; 300 -> [15, 10, 2]; 200 -> [10, 10] ... the product is always hop_length.
+    """
+    strides: list[int] = []
+    for p in sorted(prime_factors(hop_length), reverse=True):
+        if p > MAX_STRIDE:
+            raise ValueError(f"hop_length {hop_length} has prime factor {p} > {MAX_STRIDE}")
+        for i, s in enumerate(strides):
+            if s * p <= MAX_STRIDE:
+                strides[i] = s * p
+                break
+        else:
+            strides.append(p)
+    return sorted(strides, reverse=True) or [1]
+
+
+class MelUpsampler(nn.Module):
+    """[batch, n_mels, frames] -> [batch, n_mels, frames * hop] with transposed 2-D convs.
+
+    One stage per stride (lmnt's design generalised from 16 x 16 to any hop): a 3-bin
+    by 2*stride-sample kernel, leaky ReLU 0.4. Kernel and padding are chosen so each
+    stage multiplies the length by exactly its stride.
+    """
+
+    def __init__(self, hop_length: int):
+        super().__init__()
+        self.stages = nn.ModuleList(
+            nn.ConvTranspose2d(1, 1, (3, 2 * s - s % 2), stride=(1, s), padding=(1, s // 2))
+            for s in upsample_strides(hop_length))
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        x = mel.unsqueeze(1)
+        for stage in self.stages:
+            x = F.leaky_relu(stage(x), 0.4)
+        return x.squeeze(1)
+
+
+class ResidualBlock(nn.Module):
+    """Dilated conv + noise-level bias + conditioner, gated tanh/sigmoid unit, residual and skip."""
+
+    def __init__(self, channels: int, kernel_size: int, dilation: int, n_mels: int | None):
+        super().__init__()
+        self.dilated_conv = nn.Conv1d(channels, 2 * channels, kernel_size,
+                                      padding=dilation * (kernel_size - 1) // 2, dilation=dilation)
+        nn.init.kaiming_normal_(self.dilated_conv.weight)
+        self.noise_projection = nn.Linear(EMBED_HIDDEN, channels)
+        self.conditioner_projection = None
+        if n_mels is not None:
+            self.conditioner_projection = nn.Conv1d(n_mels, 2 * channels, 1)
+            nn.init.kaiming_normal_(self.conditioner_projection.weight)
+        self.output_projection = nn.Conv1d(channels, 2 * channels, 1)
+        nn.init.kaiming_normal_(self.output_projection.weight)
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor,
+                cond: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [B, C, T], noise [B, 512], cond [B, n_mels, T] -> (residual out, skip), both [B, C, T]."""
+        y = self.dilated_conv(x + self.noise_projection(noise).unsqueeze(-1))
+        if self.conditioner_projection is not None:
+            y = y + self.conditioner_projection(cond)
+        gate, filt = y.chunk(2, dim=1)
+        y = self.output_projection(torch.sigmoid(gate) * torch.tanh(filt))
+        residual, skip = y.chunk(2, dim=1)
+        return (x + residual) * (1 / math.sqrt(2.0)), skip
+
+
+class DiffWave(nn.Module):
+    """The denoiser. `forward(audio, noise_level, cond)` -> predicted noise [B, 1, T].
+
+    For vocoding, `cond` is `condition(mel)`, computed once per utterance and reused
+    by every sampling step; unconditional models (`config.conditional = False`) take
+    `cond=None`.
+    """
+
+    def __init__(self, config: ModelConfig, n_mels: int, hop_length: int):
+        super().__init__()
+        self.config = config
+        c = config.residual_channels
+        self.input_projection = nn.Conv1d(1, c, 1)
+        nn.init.kaiming_normal_(self.input_projection.weight)
+        self.embedding = NoiseLevelEmbedding()
+        self.upsampler = MelUpsampler(hop_length) if config.conditional else None
+        self.layers = nn.ModuleList(
+            ResidualBlock(c, config.kernel_size, 2 ** (i % config.dilation_cycle),
+                          n_mels if config.conditional else None)
+            for i in range(config.residual_layers))
+        self.skip_projection = nn.Conv1d(c, c, 1)
+        nn.init.kaiming_normal_(self.skip_projection.weight)
+        self.output_projection = nn.Conv1d(c, 1, 1)
+        nn.init.zeros_(self.output_projection.weight)
+        nn.init.zeros_(self.output_projection.bias)
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe) -> DiffWave:
+        return cls(recipe.model, recipe.audio.n_mels, recipe.audio.hop_length)
+
+    @property
+    def conditional(self) -> bool:
+        return self.upsampler is not None
+
+    def receptive_margin(self) -> int:
+        """Samples each side of an output sample that it depends on (one network pass)."""
+        k = self.config.kernel_size
+        return sum(layer.dilated_conv.dilation[0] * (k - 1) // 2 for layer in self.layers)
+
+    def condition(self, mel: torch.Tensor) -> torch.Tensor:
+        """[B, n_mels, frames] -> upsampled conditioner [B, n_mels, frames * hop]."""
+        if self.upsampler is None:
+            raise ValueError("this model is unconditional: it takes no mel")
+        return self.upsampler(mel)
+
+    def forward(self, audio: torch.Tensor, noise_level: torch.Tensor,
+                cond: torch.Tensor | None = None) -> torch.Tensor:
+        if self.conditional and cond is None:
+            raise ValueError("a conditional model needs `cond` (from condition(mel))")
+        x = F.relu(self.input_projection(audio))
+        noise = self.embedding(noise_level)
+        skip = None
+        for layer in self.layers:
+            x, s = layer(x, noise, cond)
+            skip = s if skip is None else skip + s
+        x = skip * (1 / math.sqrt(len(self.layers)))
+        x = F.relu(self.skip_projection(x))
+        return self.output_projection(x)

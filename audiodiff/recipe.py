@@ -1,0 +1,285 @@
+"""Recipes: the typed, validated settings of a run.
+
+A recipe is a TOML file with five sections, `[audio] [model] [diffusion] [train]
+[data]`, each mapped onto a frozen dataclass below. Loading is strict: an unknown
+section or key, a value of the wrong type or out of range fails with one line that
+names the file and the key. Everything downstream (mel transform, schedule, network,
+trainer, data) reads its settings from the one `Recipe` object, and checkpoints
+carry it as a plain dict (`Recipe.to_dict` / `Recipe.from_dict`).
+
+`[audio]` may name a mel preset (`preset = "hifigan"`); its values are the defaults
+of that section and any key written beside it overrides them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from audiodiff.errors import RecipeError
+
+MEL_PRESETS: dict[str, dict[str, Any]] = {
+    # HiFi-GAN / Tacotron 2 convention, what most TTS acoustic models emit:
+    # jik876/hifi-gan meldataset.py (reflect pad (n_fft-hop)/2, center=False,
+    # slaney mel filters, magnitude, natural log of max(x, 1e-5)).
+    "hifigan": dict(sample_rate=22050, n_fft=1024, hop_length=256, win_length=1024,
+                    n_mels=80, fmin=0.0, fmax=8000.0, center=False, normalized=False,
+                    mel_htk=False, mel_norm="slaney", compression="ln"),
+    # lmnt-com/diffwave preprocess.py: torchaudio MelSpectrogram (center=True,
+    # htk mel scale, no filter normalisation, window-normalised magnitude),
+    # then 20*log10(max(x, 1e-5)) - 20 mapped from [-100, 0] dB onto [0, 1].
+    "diffwave": dict(sample_rate=22050, n_fft=1024, hop_length=256, win_length=1024,
+                     n_mels=80, fmin=20.0, fmax=11025.0, center=True, normalized=True,
+                     mel_htk=True, mel_norm="none", compression="db_unit"),
+}
+
+#: lmnt's DiffWave fast inference schedule (betas), used for 6-step sampling.
+LMNT_FAST_BETAS = (1e-4, 1e-3, 1e-2, 5e-2, 0.2, 0.5)
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    """Sample rate and mel spectrogram convention (see `MEL_PRESETS`)."""
+    preset: str = "hifigan"
+    sample_rate: int = 22050
+    n_fft: int = 1024
+    hop_length: int = 256
+    win_length: int = 1024
+    n_mels: int = 80
+    fmin: float = 0.0
+    fmax: float = 8000.0
+    center: bool = False
+    normalized: bool = False
+    mel_htk: bool = False
+    mel_norm: str = "slaney"
+    compression: str = "ln"
+
+    def validate(self, where: str) -> None:
+        _check(self.preset in MEL_PRESETS or self.preset == "custom", where, "audio.preset",
+               f"unknown preset {self.preset!r} (known: {', '.join(MEL_PRESETS)}, custom)")
+        for key in ("sample_rate", "n_fft", "hop_length", "win_length", "n_mels"):
+            _check(getattr(self, key) > 0, where, f"audio.{key}", "must be positive")
+        _check(self.win_length <= self.n_fft, where, "audio.win_length", "must be <= n_fft")
+        _check(0 <= self.fmin < self.fmax <= self.sample_rate / 2, where, "audio.fmax",
+               "need 0 <= fmin < fmax <= sample_rate / 2")
+        _check(self.mel_norm in ("slaney", "none"), where, "audio.mel_norm", "must be 'slaney' or 'none'")
+        _check(self.compression in ("ln", "db_unit"), where, "audio.compression",
+               "must be 'ln' or 'db_unit'")
+        _check(all(f <= 16 for f in prime_factors(self.hop_length)), where, "audio.hop_length",
+               f"{self.hop_length} has a prime factor above 16; the conditioner upsamples in small strides")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """DiffWave network size (Kong et al. 2021; base: 30 layers, 64 channels, cycle 10)."""
+    residual_layers: int = 30
+    residual_channels: int = 64
+    kernel_size: int = 3
+    dilation_cycle: int = 10
+    conditional: bool = True
+
+    def validate(self, where: str) -> None:
+        for key in ("residual_layers", "residual_channels", "dilation_cycle"):
+            _check(getattr(self, key) > 0, where, f"model.{key}", "must be positive")
+        _check(self.kernel_size % 2 == 1 and self.kernel_size > 1, where, "model.kernel_size",
+               "must be an odd number >= 3")
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """Training noise schedule and the default fast inference schedule."""
+    schedule: str = "linear"
+    steps: int = 50
+    beta_start: float = 1e-4
+    beta_end: float = 0.05
+    fast_betas: tuple[float, ...] = LMNT_FAST_BETAS
+
+    def validate(self, where: str) -> None:
+        _check(self.schedule in ("linear", "quadratic", "cosine"), where, "diffusion.schedule",
+               "must be 'linear', 'quadratic' or 'cosine'")
+        _check(self.steps >= 2, where, "diffusion.steps", "must be >= 2")
+        _check(0 < self.beta_start < self.beta_end < 1, where, "diffusion.beta_end",
+               "need 0 < beta_start < beta_end < 1")
+        _check(len(self.fast_betas) >= 1 and all(0 < b < 1 for b in self.fast_betas), where,
+               "diffusion.fast_betas", "must be a non-empty list of betas in (0, 1)")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation, checkpointing and validation settings."""
+    batch_size: int = 16
+    segment: int = 15872
+    learning_rate: float = 2e-4
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.9999
+    max_steps: int = 1_000_000
+    checkpoint_every: int = 5000
+    keep_checkpoints: int = 3
+    validate_every: int = 5000
+    validate_seconds: float = 2.0
+    log_every: int = 100
+    num_workers: int = 2
+    seed: int = 0
+
+    def validate(self, where: str) -> None:
+        for key in ("batch_size", "segment", "max_steps", "checkpoint_every", "keep_checkpoints",
+                    "validate_every", "log_every"):
+            _check(getattr(self, key) > 0, where, f"train.{key}", "must be positive")
+        _check(self.learning_rate > 0, where, "train.learning_rate", "must be positive")
+        _check(0 <= self.ema_decay < 1, where, "train.ema_decay", "must be in [0, 1)")
+        _check(self.grad_clip > 0, where, "train.grad_clip", "must be positive")
+        _check(self.num_workers >= 0, where, "train.num_workers", "must be >= 0")
+        _check(self.validate_seconds > 0, where, "train.validate_seconds", "must be positive")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the training audio is and how it is laid out."""
+    source: str = "folder"
+    root: str = ""
+    validation_count: int = 4
+    min_seconds: float = 0.1
+
+    def validate(self, where: str) -> None:
+        _check(self.source in ("folder", "ljspeech"), where, "data.source",
+               "must be 'folder' or 'ljspeech'")
+        _check(self.root != "", where, "data.root", "is required (the folder holding the data set)")
+        _check(self.validation_count >= 0, where, "data.validation_count", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """All settings of a run. Build it with `load_recipe` or `Recipe.from_dict`."""
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Plain nested dict (lists for tuples), safe to store in a checkpoint."""
+        out = dataclasses.asdict(self)
+        out["diffusion"]["fast_betas"] = list(self.diffusion.fast_betas)
+        return out
+
+    @classmethod
+    def from_dict(cls, table: dict[str, Any], where: str = "<recipe>") -> Recipe:
+        """Validate a nested dict (as read from TOML) into a Recipe."""
+        return _recipe_from_table(table, where)
+
+
+_SECTION_CLASSES = {"audio": AudioConfig, "model": ModelConfig, "diffusion": DiffusionConfig,
+                    "train": TrainConfig, "data": DataConfig}
+
+
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Read a recipe TOML file, apply `section.key=value` overrides, validate.
+
+    Raises RecipeError (one line naming the file and key) on any problem.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"{path}: recipe file not found")
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"{path}: not valid TOML ({exc})") from None
+    for item in overrides:
+        _apply_override(table, item, str(path))
+    return _recipe_from_table(table, str(path))
+
+
+def parse_override(item: str) -> tuple[str, str, Any]:
+    """Split `section.key=value` into (section, key, value); value is parsed as TOML."""
+    if "=" not in item or "." not in item.split("=", 1)[0]:
+        raise RecipeError(f"--set {item!r}: expected section.key=value")
+    name, raw = item.split("=", 1)
+    section, key = name.strip().split(".", 1)
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # a bare string such as data.root=/some/path
+    return section, key, value
+
+
+def _apply_override(table: dict[str, Any], item: str, where: str) -> None:
+    section, key, value = parse_override(item)
+    if section not in _SECTION_CLASSES:
+        raise RecipeError(f"--set {item!r}: unknown section [{section}]")
+    table.setdefault(section, {})[key] = value
+
+
+def _recipe_from_table(table: dict[str, Any], where: str) -> Recipe:
+    unknown = sorted(set(table) - set(_SECTION_CLASSES))
+    if unknown:
+        raise RecipeError(f"{where}: unknown section [{unknown[0]}] (known: {', '.join(_SECTION_CLASSES)})")
+    parts = {}
+    for name, cls in _SECTION_CLASSES.items():
+        section = table.get(name, {})
+        if not isinstance(section, dict):
+            raise RecipeError(f"{where}: [{name}] must be a table")
+        if name == "audio":
+            section = _with_preset(section, where)
+        parts[name] = _build_section(cls, name, section, where)
+        parts[name].validate(where)
+    return Recipe(**parts)
+
+
+def _with_preset(section: dict[str, Any], where: str) -> dict[str, Any]:
+    preset = section.get("preset", "hifigan")
+    if preset == "custom":
+        return dict(section)
+    if preset not in MEL_PRESETS:
+        raise RecipeError(f"{where}: audio.preset: unknown preset {preset!r} "
+                          f"(known: {', '.join(MEL_PRESETS)}, custom)")
+    return {"preset": preset, **MEL_PRESETS[preset], **section}
+
+
+def _build_section(cls: type, name: str, section: dict[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in section:
+        if key not in known:
+            raise RecipeError(f"{where}: unknown key {name}.{key} (known: {', '.join(sorted(known))})")
+    values = {key: _coerce(section[key], hints[key], f"{name}.{key}", where) for key in section}
+    return cls(**values)
+
+
+def _coerce(value: Any, hint: Any, key: str, where: str) -> Any:
+    """Check `value` against a field's type; ints are accepted for floats."""
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        inner = typing.get_args(hint)[0]
+        if not isinstance(value, (list, tuple)):
+            raise RecipeError(f"{where}: {key} must be a list, got {type(value).__name__}")
+        return tuple(_coerce(v, inner, key, where) for v in value)
+    if origin in (types.UnionType, typing.Union):
+        raise AssertionError("recipe fields are not unions")
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, bool) or not isinstance(value, hint):
+        raise RecipeError(f"{where}: {key} must be {hint.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _check(ok: bool, where: str, key: str, message: str) -> None:
+    if not ok:
+        raise RecipeError(f"{where}: {key} {message}")
+
+
+def prime_factors(n: int) -> list[int]:
+    """Prime factors of n in ascending order, with repeats (prime_factors(12) == [2, 2, 3])."""
+    out, p = [], 2
+    while n > 1 and p * p <= n:
+        while n % p == 0:
+            out.append(p)
+            n //= p
+        p += 1
+    if n > 1:
+        out.append(n)
+    return out

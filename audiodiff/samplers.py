@@ -1,0 +1,71 @@
+"""Samplers: small pure functions of (denoiser, schedule, starting noise, generator).
+
+A denoiser is any callable `(x [B, 1, T], noise_level [B]) -> predicted noise [B, 1, T]`
+(the network with its conditioner bound, possibly evaluated in chunks). Samplers
+know nothing of the network's class; all randomness comes from the explicit
+`generator` (a CPU torch.Generator), so a seed reproduces a result exactly.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from audiodiff.diffusion import Schedule
+
+Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+StepCallback = Callable[[int], None] | None
+
+
+def _level(schedule: Schedule, n: int, x: torch.Tensor) -> torch.Tensor:
+    return schedule.noise_levels[n].to(dtype=torch.float32).expand(x.shape[0]).to(x.device)
+
+
+def _gaussian(like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    return torch.randn(like.shape, generator=generator, dtype=torch.float32).to(like.device, like.dtype)
+
+
+def ddpm(denoise: Denoiser, schedule: Schedule, noise: torch.Tensor, generator: torch.Generator,
+         on_step: StepCallback = None) -> torch.Tensor:
+    """Ancestral DDPM sampling (DiffWave Algorithm 2), one network call per step.
+
+    noise [B, 1, T] is x_T; returns x_0 [B, 1, T] clamped to [-1, 1].
+    """
+    a, ab, beta = schedule.alphas, schedule.alpha_bars, schedule.betas
+    x = noise
+    for n in reversed(range(len(schedule))):
+        eps = denoise(x, _level(schedule, n, x))
+        x = (x - float(beta[n] / (1 - ab[n]).sqrt()) * eps) / float(a[n].sqrt())
+        if n > 0:
+            sigma = float(((1 - ab[n - 1]) / (1 - ab[n]) * beta[n]).sqrt())
+            x = x + sigma * _gaussian(x, generator)
+        x = x.clamp(-1.0, 1.0)
+        if on_step is not None:
+            on_step(len(schedule) - n)
+    return x
+
+
+def ddim(denoise: Denoiser, schedule: Schedule, noise: torch.Tensor, generator: torch.Generator,
+         on_step: StepCallback = None, eta: float = 0.0) -> torch.Tensor:
+    """DDIM (Song et al. 2021): deterministic for eta = 0, ancestral-like for eta = 1.
+
+    noise [B, 1, T] is x_T; returns x_0 [B, 1, T] clamped to [-1, 1].
+    """
+    ab = schedule.alpha_bars
+    x = noise
+    for n in reversed(range(len(schedule))):
+        eps = denoise(x, _level(schedule, n, x))
+        ab_n = ab[n]
+        ab_prev = ab[n - 1] if n > 0 else torch.ones((), dtype=ab.dtype)
+        x0 = ((x - float((1 - ab_n).sqrt()) * eps) / float(ab_n.sqrt())).clamp(-1.0, 1.0)
+        sigma = eta * float(((1 - ab_prev) / (1 - ab_n) * (1 - ab_n / ab_prev)).sqrt())
+        direction = float((1 - ab_prev - sigma ** 2).clamp(min=0).sqrt())
+        x = float(ab_prev.sqrt()) * x0 + direction * eps
+        if n > 0 and sigma > 0:
+            x = x + sigma * _gaussian(x, generator)
+        if on_step is not None:
+            on_step(len(schedule) - n)
+    return x.clamp(-1.0, 1.0)
+
+
+SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {"ddpm": ddpm, "ddim": ddim}
