@@ -142,6 +142,25 @@ def info(checkpoint: CheckpointOpt = None) -> None:
     out.print(f"  data: {r.data.source} at {r.data.root}")
 
 
+data_app = typer.Typer(no_args_is_help=True, help="Check a recipe's data set before training; build its resampled cache.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("check")
+def data_check(
+    recipe: Annotated[Path, typer.Argument(help="Recipe TOML file; its data section names the data set.")],
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe value, e.g. data.root=/my/audio (repeatable).")] = None,
+    write_cache: Annotated[bool, typer.Option("--write-cache", help="Write copies resampled to the model's rate under data.cache_dir.")] = False,
+    show: Annotated[int, typer.Option(help="Name at most this many files of each problem kind.")] = 10,
+) -> None:
+    """Scan a data set: files, duration, rates, channels, short and bad files. Exit 2 if unusable."""
+    from audiodiff.data.check import run_check
+    from audiodiff.recipe import load_recipe
+
+    parsed = load_recipe(recipe, list(set_ or []))
+    run_check(parsed, str(recipe), out=Console(), err=err, write=write_cache, show=show)
+
+
 def _progress() -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("steps"), TimeElapsedColumn(), console=err)

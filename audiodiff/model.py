@@ -81,6 +81,13 @@ class MelUpsampler(nn.Module):
         return x.squeeze(1)
 
 
+def _gated(gate: torch.Tensor, filt: torch.Tensor) -> torch.Tensor:
+    """sigmoid(gate) * tanh(filt); in place when no gradient is being recorded."""
+    if torch.is_grad_enabled():
+        return torch.sigmoid(gate) * torch.tanh(filt)
+    return torch.sigmoid(gate).mul_(torch.tanh(filt))
+
+
 class ResidualBlock(nn.Module):
     """Dilated conv + noise-level bias + conditioner, gated tanh/sigmoid unit, residual and skip."""
 
@@ -102,11 +109,11 @@ class ResidualBlock(nn.Module):
         """x [B, C, T], noise [B, 512], cond [B, n_mels, T] -> (residual out, skip), both [B, C, T]."""
         y = self.dilated_conv(x + self.noise_projection(noise).unsqueeze(-1))
         if self.conditioner_projection is not None:
-            y = y + self.conditioner_projection(cond)
+            y += self.conditioner_projection(cond)  # in place: conv does not keep its output
         gate, filt = y.chunk(2, dim=1)
-        y = self.output_projection(torch.sigmoid(gate) * torch.tanh(filt))
+        y = self.output_projection(_gated(gate, filt))
         residual, skip = y.chunk(2, dim=1)
-        return (x + residual) * (1 / math.sqrt(2.0)), skip
+        return torch.add(x, residual).mul_(1 / math.sqrt(2.0)), skip
 
 
 class DiffWave(nn.Module):
@@ -160,10 +167,9 @@ class DiffWave(nn.Module):
             raise ValueError("a conditional model needs `cond` (from condition(mel))")
         x = F.relu(self.input_projection(audio))
         noise = self.embedding(noise_level)
-        skip = None
+        skip = torch.zeros_like(x)
         for layer in self.layers:
             x, s = layer(x, noise, cond)
-            skip = s if skip is None else skip + s
-        x = skip * (1 / math.sqrt(len(self.layers)))
-        x = F.relu(self.skip_projection(x))
+            skip.add_(s)
+        x = F.relu(self.skip_projection(skip.mul_(1 / math.sqrt(len(self.layers)))), inplace=True)
         return self.output_projection(x)

@@ -137,19 +137,36 @@ class TrainConfig:
         _check(self.validate_seconds > 0, where, "train.validate_seconds", "must be positive")
 
 
+DATA_SOURCES = ("folder", "ljspeech", "vctk", "maestro", "sc09")
+
+
 @dataclass(frozen=True)
 class DataConfig:
-    """Where the training audio is and how it is laid out."""
+    """Where the training audio is, how it is laid out, and what to do with bad files.
+
+    `source` names the layout (see audiodiff/data/sources.py). `validation_count` clips
+    are held out at random, except for sources with a split of their own (maestro,
+    sc09), which use it. Clips shorter than `train.segment` are zero-padded, or
+    skipped if `skip_short`. Unreadable, empty, NaN-filled or silent files are skipped;
+    if more than `max_bad_fraction` of the files are, training refuses to start.
+    `cache_dir`, if set, holds resampled copies written by `audiodiff data check
+    --write-cache`; training reads them instead of resampling on the fly.
+    """
     source: str = "folder"
     root: str = ""
     validation_count: int = 4
     min_seconds: float = 0.1
+    skip_short: bool = False
+    max_bad_fraction: float = 0.1
+    cache_dir: str = ""
 
     def validate(self, where: str) -> None:
-        _check(self.source in ("folder", "ljspeech"), where, "data.source",
-               "must be 'folder' or 'ljspeech'")
+        _check(self.source in DATA_SOURCES, where, "data.source",
+               f"must be one of {', '.join(repr(s) for s in DATA_SOURCES)}")
         _check(self.root != "", where, "data.root", "is required (the folder holding the data set)")
         _check(self.validation_count >= 0, where, "data.validation_count", "must be >= 0")
+        _check(self.min_seconds >= 0, where, "data.min_seconds", "must be >= 0")
+        _check(0 <= self.max_bad_fraction <= 1, where, "data.max_bad_fraction", "must be in [0, 1]")
 
 
 @dataclass(frozen=True)

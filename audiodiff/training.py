@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 
 from audiodiff.audio import MelSpectrogram, load_audio, save_audio
 from audiodiff.checkpoint import checkpoint_name, latest_checkpoint, load_checkpoint, save_checkpoint
-from audiodiff.data import CropDataset, StepBatchSampler, find_clips, scan_clips, split_clips
+from audiodiff.data import CropDataset, StepBatchSampler, prepare_training_data
 from audiodiff.diffusion import diffusion_loss, training_schedule
 from audiodiff.errors import AudiodiffError
 from audiodiff.evaluation.metrics import log_mel_distance
@@ -77,6 +77,14 @@ class Trainer:
         self.step = data["step"]
         self.console.print(f"Resuming from step {self.step} ({path})")
 
+    def _truncate_metrics(self) -> None:
+        """Drop log records written after the checkpoint we resume from (a killed run's tail)."""
+        log = self.out / "metrics.jsonl"
+        if log.is_file():
+            kept = [line for line in log.read_text(encoding="utf-8").splitlines()
+                    if line.strip() and json.loads(line).get("step", 0) <= self.step]
+            log.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
     def save(self) -> Path:
         """Checkpoint the current step and keep only the newest `keep_checkpoints`."""
         path = save_checkpoint(self.out / checkpoint_name(self.step), recipe=self.recipe,
@@ -89,13 +97,10 @@ class Trainer:
     # ----------------------------------------------------------------- data
     def _data(self) -> tuple[DataLoader, torch.Tensor | None]:
         cfg, audio = self.recipe.train, self.recipe.audio
-        paths = find_clips(self.recipe.data)
-        clips = scan_clips(paths, self.recipe.data.min_seconds, self._warn)
-        train, val = split_clips(clips, self.recipe.data.validation_count, cfg.seed, self.out / "split.json")
-        if not train:
-            raise AudiodiffError(f"data.root {self.recipe.data.root}: no clips left for training")
-        self.console.print(f"Data: {len(train)} training clips, {len(val)} validation clips "
-                           f"({len(paths) - len(clips)} skipped)")
+        data = prepare_training_data(self.recipe, self.out, self._warn,  # bad-data rules: audiodiff/data/survey.py
+                                     console=self.console if self.show_progress else None)
+        train, val = data.train, data.validation
+        self.console.print(f"Data: {data.describe()}")
         dataset = CropDataset(train, audio.sample_rate, cfg.segment, audio.hop_length)
         sampler = StepBatchSampler(len(train), cfg.batch_size, cfg.seed, self.step, cfg.max_steps)
         loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.num_workers)
@@ -161,6 +166,7 @@ class Trainer:
         cfg = self.recipe.train
         self.out.mkdir(parents=True, exist_ok=True)
         self.resume()
+        self._truncate_metrics()
         loader, reference = self._data()
         if self.step >= cfg.max_steps:
             self.console.print(f"Already at step {self.step} >= max_steps {cfg.max_steps}; nothing to do")

@@ -1,0 +1,75 @@
+"""Shared fixtures: paths to the repo and the real audio beside it, small synthetic audio,
+and quick recipes built from recipes/tiny.toml."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RECIPES = REPO_ROOT / "recipes"
+TINY = RECIPES / "tiny.toml"
+# CI clones the repo next to `shared/`; locally the repo is /work/main beside /work/shared.
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+LJSPEECH_MINI = SHARED_DATA / "ljspeech-mini"
+SR = 22050
+
+# One intra-op thread by default. The models under test are tiny, so a second thread
+# gains little, and on a shared, busy machine two OpenMP threads that wait for each other
+# at every op made some tests 50x slower. AUDIODIFF_TEST_THREADS=N changes it.
+THREADS = int(os.environ.get("AUDIODIFF_TEST_THREADS", "1"))
+torch.set_num_threads(THREADS)
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_torch():
+    """Every test starts from the same global RNG state (tests seed explicitly anyway)."""
+    torch.manual_seed(0)
+    np.random.seed(0)
+    yield
+
+
+@pytest.fixture(scope="session")
+def ljspeech_mini() -> Path:
+    """The real LJSpeech clips in ../shared/data/ljspeech-mini; skips when absent."""
+    if not (LJSPEECH_MINI / "metadata.csv").is_file() or not any((LJSPEECH_MINI / "wavs").glob("*.wav")):
+        pytest.skip(f"real audio not available at {LJSPEECH_MINI}")
+    return LJSPEECH_MINI
+
+
+def chirp(seconds: float, sr: int = SR, f0: float = 200.0, f1: float = 4000.0, amp: float = 0.5,
+          seed: int = 0) -> np.ndarray:
+    """A linear chirp with a little seeded noise, float32 [samples]."""
+    n = int(round(seconds * sr))
+    t = np.arange(n) / sr
+    phase = 2 * np.pi * (f0 * t + (f1 - f0) * t ** 2 / (2 * seconds))
+    rng = np.random.default_rng(seed)
+    return (amp * np.sin(phase) + 0.01 * rng.standard_normal(n)).astype(np.float32)
+
+
+def sine(seconds: float, freq: float = 440.0, sr: int = SR, amp: float = 0.5) -> np.ndarray:
+    n = int(round(seconds * sr))
+    return (amp * np.sin(2 * np.pi * freq * np.arange(n) / sr)).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def synth_folder(tmp_path_factory) -> Path:
+    """A 'folder' data set of six generated clips (sines and chirps, 1-1.5 s, 22.05 kHz)."""
+    root = tmp_path_factory.mktemp("synth_data")
+    for i in range(6):
+        seconds = 1.0 + 0.1 * i
+        wav = chirp(seconds, f0=100 + 50 * i, f1=3000 + 200 * i, seed=i) if i % 2 else sine(seconds, 220 * (i + 1))
+        sf.write(root / f"clip{i}.wav", wav, SR, subtype="PCM_16")
+    return root
+
+
+def tiny_overrides(root: Path, source: str = "folder", **train) -> list[str]:
+    """--set style overrides that make recipes/tiny.toml quick and quiet on CPU."""
+    values = {"max_steps": 6, "log_every": 1, "num_workers": 0, "checkpoint_every": 1000,
+              "validate_every": 1000, "batch_size": 2, "segment": 4096, **train}
+    return ([f"data.root='{root.as_posix()}'", f"data.source='{source}'", "data.validation_count=1"]
+            + [f"train.{k}={v!r}" if isinstance(v, str) else f"train.{k}={v}" for k, v in values.items()])

@@ -1,0 +1,156 @@
+"""The checkpoint format: atomic save, safe load, one-line errors naming the file."""
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+
+from audiodiff.checkpoint import (FORMAT, FORMAT_VERSION, checkpoint_name, latest_checkpoint, load_checkpoint,
+                                  save_checkpoint)
+from audiodiff.errors import AudiodiffError, CheckpointError
+from audiodiff.model import DiffWave
+from audiodiff.recipe import load_recipe
+
+from conftest import TINY
+
+
+class Arbitrary:
+    """Any picklable object that is not a plain container: weights_only loading must refuse it."""
+
+    def __init__(self):
+        self.payload = [1, 2, 3]
+
+
+@pytest.fixture
+def tiny_state():
+    recipe = load_recipe(TINY, ["model.residual_layers=2", "model.residual_channels=4"])
+    torch.manual_seed(0)
+    net = DiffWave.from_recipe(recipe)
+    return recipe, net
+
+
+def test_round_trip(tmp_path, tiny_state):
+    recipe, net = tiny_state
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    net(torch.zeros(1, 1, 256), torch.ones(1), net.condition(torch.zeros(1, 80, 1))).sum().backward()
+    opt.step()
+    ema = {k: v + 1 for k, v in net.state_dict().items()}
+    path = save_checkpoint(tmp_path / "run" / "step-00000007.pt", recipe=recipe, model=net.state_dict(), ema=ema,
+                           step=7, optimizer=opt.state_dict(), extra={"note": "hello"})
+    assert path.is_file()
+    assert sorted(p.name for p in path.parent.iterdir()) == ["step-00000007.pt"]  # no temp files
+    data = load_checkpoint(path)
+    assert data["format"] == FORMAT and data["version"] == FORMAT_VERSION
+    assert data["step"] == 7
+    assert data["recipe_obj"] == recipe
+    assert data["recipe"] == recipe.to_dict()
+    assert data["extra"] == {"note": "hello"}
+    for key, value in net.state_dict().items():
+        assert torch.equal(data["model"][key], value)
+        assert torch.equal(data["ema"][key], value + 1)
+    fresh = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    fresh.load_state_dict(data["optimizer"])
+    assert fresh.state_dict()["state"][0]["step"] == 1
+    rebuilt = DiffWave.from_recipe(data["recipe_obj"])
+    rebuilt.load_state_dict(data["model"])  # strict: every key fits
+
+
+def test_inference_only_checkpoint(tmp_path, tiny_state):
+    recipe, net = tiny_state
+    path = save_checkpoint(tmp_path / "c.pt", recipe=recipe, model=net.state_dict(), ema=net.state_dict(), step=0)
+    data = load_checkpoint(path)
+    assert data["optimizer"] is None and data["extra"] == {}
+
+
+def assert_fails_naming(path, *words):
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    assert str(path) in message
+    assert "\n" not in message
+    for word in words:
+        assert word in message
+    assert isinstance(info.value, AudiodiffError)
+    return message
+
+
+def test_missing_file(tmp_path):
+    assert_fails_naming(tmp_path / "nope.pt", "not found")
+
+
+def test_garbage_file(tmp_path):
+    path = tmp_path / "garbage.pt"
+    path.write_bytes(b"\x00\x01 definitely not a checkpoint " * 50)
+    assert_fails_naming(path)
+
+
+def test_truncated_checkpoint(tmp_path, tiny_state):
+    recipe, net = tiny_state
+    good = save_checkpoint(tmp_path / "good.pt", recipe=recipe, model=net.state_dict(), ema=net.state_dict(), step=1)
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    assert_fails_naming(cut)
+
+
+def test_dict_without_format_key(tmp_path, tiny_state):
+    _, net = tiny_state
+    path = tmp_path / "plain.pt"
+    torch.save({"model": net.state_dict(), "step": 3}, path)
+    assert_fails_naming(path, "not an audiodiff checkpoint")
+
+
+def test_state_dict_only(tmp_path, tiny_state):
+    _, net = tiny_state
+    path = tmp_path / "weights.pt"
+    torch.save(net.state_dict(), path)
+    assert_fails_naming(path, "not an audiodiff checkpoint")
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_pickled_object_is_refused(tmp_path):
+    path = tmp_path / "object.pt"
+    torch.save({"format": FORMAT, "thing": Arbitrary()}, path)
+    assert_fails_naming(path, "not an audiodiff checkpoint")
+    raw = tmp_path / "raw.pkl"
+    raw.write_bytes(pickle.dumps(Arbitrary()))
+    assert_fails_naming(raw)
+
+
+def test_missing_keys_and_newer_version(tmp_path, tiny_state):
+    recipe, net = tiny_state
+    path = tmp_path / "partial.pt"
+    torch.save({"format": FORMAT, "version": 1, "step": 0, "recipe": recipe.to_dict()}, path)
+    assert_fails_naming(path, "model", "ema")
+    newer = tmp_path / "newer.pt"
+    torch.save({"format": FORMAT, "version": FORMAT_VERSION + 1, "step": 0, "recipe": recipe.to_dict(),
+                "model": {}, "ema": {}}, newer)
+    assert_fails_naming(newer, "newer")
+
+
+def test_bad_recipe_inside(tmp_path, tiny_state):
+    recipe, net = tiny_state
+    table = recipe.to_dict()
+    table["train"]["batch_size"] = "sixteen"
+    path = tmp_path / "badrecipe.pt"
+    torch.save({"format": FORMAT, "version": 1, "step": 0, "recipe": table, "model": {}, "ema": {}}, path)
+    assert_fails_naming(path, "train.batch_size")
+
+
+def test_failed_save_leaves_nothing(tmp_path, tiny_state):
+    recipe, net = tiny_state
+    target = tmp_path / "c.pt"
+    with pytest.raises(Exception):
+        # a lambda cannot be pickled: torch.save fails half-way through writing
+        save_checkpoint(target, recipe=recipe, model=net.state_dict(), ema=net.state_dict(), step=0,
+                        extra={"bad": lambda: None})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_latest_checkpoint_and_name(tmp_path):
+    assert checkpoint_name(42) == "step-00000042.pt"
+    assert latest_checkpoint(tmp_path) is None
+    for step in (5, 100, 20):
+        (tmp_path / checkpoint_name(step)).write_bytes(b"x")
+    (tmp_path / "other.pt").write_bytes(b"x")
+    assert latest_checkpoint(tmp_path) == tmp_path / "step-00000100.pt"

@@ -1,0 +1,166 @@
+"""The trainer: determinism, exact resume, checkpoint pruning, run-folder safety, validation output."""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import torch
+from rich.console import Console
+
+from audiodiff.checkpoint import load_checkpoint
+from audiodiff.errors import AudiodiffError
+from audiodiff.recipe import load_recipe
+from audiodiff.training import Trainer
+
+from conftest import TINY, tiny_overrides
+
+
+def run(recipe, out: Path) -> tuple[Path, str]:
+    """Train (or resume) in `out`; returns (last checkpoint, console text)."""
+    log = io.StringIO()
+    last = Trainer(recipe, out, device="cpu", console=Console(file=log, width=200), progress=False).run()
+    return last, log.getvalue()
+
+
+def metrics(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+def losses(out: Path) -> dict[int, float]:
+    return {m["step"]: m["loss"] for m in metrics(out) if "loss" in m}
+
+
+def grad_norms(out: Path) -> dict[int, float]:
+    return {m["step"]: m["grad_norm"] for m in metrics(out) if "grad_norm" in m}
+
+
+def recipe_for(root: Path, *extra: str, **train):
+    return load_recipe(TINY, tiny_overrides(root, **train) + list(extra))
+
+
+def test_same_seed_same_losses(tmp_path, synth_folder):
+    recipe = recipe_for(synth_folder, max_steps=6)
+    run(recipe, tmp_path / "a")
+    run(recipe, tmp_path / "b")
+    a, b = losses(tmp_path / "a"), losses(tmp_path / "b")
+    assert sorted(a) == [1, 2, 3, 4, 5, 6]
+    assert a == b  # bit-identical, not merely close
+    assert grad_norms(tmp_path / "a") == grad_norms(tmp_path / "b")
+    assert all(0.0 < v < 2.0 for v in a.values())
+    wa = load_checkpoint(tmp_path / "a" / "step-00000006.pt")
+    wb = load_checkpoint(tmp_path / "b" / "step-00000006.pt")
+    for key in wa["model"]:
+        assert torch.equal(wa["model"][key], wb["model"][key])
+        assert torch.equal(wa["ema"][key], wb["ema"][key])
+
+
+def test_different_seed_different_losses(tmp_path, synth_folder):
+    run(recipe_for(synth_folder, max_steps=3, seed=0), tmp_path / "a")
+    run(recipe_for(synth_folder, max_steps=3, seed=1), tmp_path / "b")
+    a, b = losses(tmp_path / "a"), losses(tmp_path / "b")
+    assert a[1] != b[1] and a[3] != b[3]
+
+
+def test_resume_follows_the_uninterrupted_run(tmp_path, synth_folder):
+    # uninterrupted: 8 steps
+    run(recipe_for(synth_folder, max_steps=8, checkpoint_every=2), tmp_path / "full")
+    # interrupted at 4, then the same command with max_steps 8
+    out = tmp_path / "resumed"
+    first, text = run(recipe_for(synth_folder, max_steps=4, checkpoint_every=2), out)
+    assert first == out / "step-00000004.pt"
+    assert "Resuming" not in text
+    last, text = run(recipe_for(synth_folder, max_steps=8, checkpoint_every=2), out)
+    assert "Resuming from step 4" in text
+    assert last == out / "step-00000008.pt"
+    full, resumed = losses(tmp_path / "full"), losses(out)
+    assert sorted(resumed) == list(range(1, 9))  # one record per step, none repeated
+    assert resumed == full  # the same batches, noise and optimiser state: identical losses
+    a = load_checkpoint(tmp_path / "full" / "step-00000008.pt")
+    b = load_checkpoint(last)
+    assert b["step"] == 8
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key])
+        assert torch.equal(a["ema"][key], b["ema"][key])
+    # the split made by the first run is kept
+    assert (out / "split.json").is_file()
+
+
+def test_nothing_to_do_when_done(tmp_path, synth_folder):
+    recipe = recipe_for(synth_folder, max_steps=2)
+    last, _ = run(recipe, tmp_path)
+    before = (tmp_path / "metrics.jsonl").read_text()
+    again, text = run(recipe, tmp_path)
+    assert again == last == tmp_path / "step-00000002.pt"
+    assert "nothing to do" in text
+    assert (tmp_path / "metrics.jsonl").read_text() == before
+
+
+def test_keep_checkpoints_prunes(tmp_path, synth_folder):
+    recipe = recipe_for(synth_folder, max_steps=5, checkpoint_every=1, keep_checkpoints=2)
+    run(recipe, tmp_path)
+    names = sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".pt" or ".tmp" in p.name)
+    assert names == ["step-00000004.pt", "step-00000005.pt"]
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_other_model_in_run_folder_is_refused(tmp_path, synth_folder):
+    run(recipe_for(synth_folder, max_steps=2), tmp_path)
+    other = recipe_for(synth_folder, "model.residual_channels=8", max_steps=4)
+    with pytest.raises(AudiodiffError) as info:
+        run(other, tmp_path)
+    assert "[model]" in str(info.value) and str(tmp_path) in str(info.value)
+    other_audio = recipe_for(synth_folder, "audio.fmax=11025.0", max_steps=4)
+    with pytest.raises(AudiodiffError, match=r"\[audio\]"):
+        run(other_audio, tmp_path)
+    # the refused runs changed nothing
+    assert sorted(p.name for p in tmp_path.glob("step-*.pt")) == ["step-00000002.pt"]
+
+
+def test_train_settings_may_change_on_resume(tmp_path, synth_folder):
+    run(recipe_for(synth_folder, max_steps=2), tmp_path)
+    last, text = run(recipe_for(synth_folder, max_steps=3, learning_rate=5e-4), tmp_path)
+    assert "Resuming from step 2" in text and last.name == "step-00000003.pt"
+
+
+def test_validation_writes_samples_and_metric(tmp_path, synth_folder):
+    recipe = recipe_for(synth_folder, max_steps=2, validate_every=2, validate_seconds=0.5)
+    run(recipe, tmp_path)
+    val = [m for m in metrics(tmp_path) if "val_log_mel_distance" in m]
+    assert len(val) == 1 and val[0]["step"] == 2
+    assert 0.0 < val[0]["val_log_mel_distance"] < 20.0
+    expected = int(0.5 * 22050) // 256 * 256
+    for name in ("reference.wav", "step-00000002.wav"):
+        info = sf.info(tmp_path / "samples" / name)
+        assert (info.samplerate, info.frames) == (22050, expected)
+
+
+def test_unconditional_training_generates_samples(tmp_path, synth_folder):
+    recipe = recipe_for(synth_folder, "model.conditional=false", max_steps=2, validate_every=2,
+                        validate_seconds=0.25)
+    last, _ = run(recipe, tmp_path)
+    assert load_checkpoint(last)["recipe_obj"].model.conditional is False
+    info = sf.info(tmp_path / "samples" / "step-00000002.wav")
+    assert info.frames == round(0.25 * 22050)
+
+
+def test_segment_must_be_a_multiple_of_hop(tmp_path, synth_folder):
+    with pytest.raises(AudiodiffError, match="multiple of audio.hop_length 256"):
+        Trainer(recipe_for(synth_folder, segment=1000), tmp_path, device="cpu", progress=False)
+
+
+def test_missing_data_root(tmp_path):
+    with pytest.raises(AudiodiffError, match="data.root"):
+        run(recipe_for(tmp_path / "nowhere"), tmp_path / "run")
+
+
+def test_trains_on_real_ljspeech_mini(tmp_path, ljspeech_mini):
+    recipe = load_recipe(TINY, tiny_overrides(ljspeech_mini, source="ljspeech", max_steps=3))
+    last, text = run(recipe, tmp_path)
+    assert last.name == "step-00000003.pt"
+    split = json.loads((tmp_path / "split.json").read_text())
+    assert len(split["validation"]) == 1
+    assert len(split["train"]) + len(split["validation"]) == 22
+    assert sorted(losses(tmp_path)) == [1, 2, 3]
