@@ -62,6 +62,14 @@ def resample(wav: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     return out.astype(np.float32)
 
 
+def output_format(path: str | Path) -> tuple[str, str]:
+    """(format, subtype) soundfile writes for an output path; AudioError unless .wav/.flac."""
+    fmt = _SAVE_FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise AudioError(f"{path}: output must end in .wav or .flac")
+    return fmt
+
+
 def save_audio(path: str | Path, wav: np.ndarray | torch.Tensor, sample_rate: int) -> Path:
     """Write [samples] audio in [-1, 1] as 16-bit wav or flac, atomically.
 
@@ -69,9 +77,7 @@ def save_audio(path: str | Path, wav: np.ndarray | torch.Tensor, sample_rate: in
     folder and renamed into place.
     """
     path = Path(path)
-    fmt = _SAVE_FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise AudioError(f"{path}: output must end in .wav or .flac")
+    fmt = output_format(path)
     if isinstance(wav, torch.Tensor):
         wav = wav.detach().float().cpu().numpy()
     wav = np.clip(np.asarray(wav, dtype=np.float32).reshape(-1), -1.0, 1.0)

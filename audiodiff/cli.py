@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from audiodiff.errors import AudiodiffError
@@ -66,12 +67,14 @@ def vocode(
     seed: SeedOpt = 0,
 ) -> None:
     """Turn mel spectrograms (or the mels of audio files) into waveforms."""
-    from audiodiff.audio import MEL_SUFFIXES, load_audio, load_mel, save_audio
+    from audiodiff.audio import MEL_SUFFIXES, load_audio, load_mel, output_format, save_audio
     from audiodiff.inference import Vocoder
     from audiodiff.pretrained import default_checkpoint
 
     if output is not None and len(inputs) > 1:
         raise AudiodiffError("-o names one output file; use --out-dir for several inputs")
+    if output is not None:
+        output_format(output)
     ckpt = checkpoint or default_checkpoint("vocoder")
     vocoder = Vocoder.from_checkpoint(ckpt, device=device)
     err.print(f"Model: {ckpt} (step {vocoder.step}, {vocoder.sample_rate} Hz, preset {vocoder.recipe.audio.preset})")
@@ -104,10 +107,11 @@ def sample(
     seed: SeedOpt = 0,
 ) -> None:
     """Generate sound unconditionally from an unconditional model."""
-    from audiodiff.audio import save_audio
+    from audiodiff.audio import output_format, save_audio
     from audiodiff.inference import Generator
     from audiodiff.pretrained import default_checkpoint
 
+    output_format(output)
     ckpt = checkpoint or default_checkpoint("generator")
     generator = Generator.from_checkpoint(ckpt, device=device)
     n_steps = steps or generator.default_steps
@@ -142,6 +146,87 @@ def info(checkpoint: CheckpointOpt = None) -> None:
     out.print(f"  data: {r.data.source} at {r.data.root}")
 
 
+@app.command("eval")
+def eval_(
+    references: Annotated[list[Path], typer.Argument(help="Reference audio files or folders (folders: every audio file below).")],
+    checkpoint: CheckpointOpt = None,
+    steps: Annotated[Optional[str], typer.Option(help="Comma-separated step counts. Default: 2,4,6,50 for a vocoder, the training schedule's length for a generator.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default eval/<checkpoint stem>): results.csv, results.json, report.html, img/, audio/.")] = None,
+    count: Annotated[int, typer.Option("-n", "--count", help="Unconditional models: clips generated per step count.")] = 8,
+    seconds: Annotated[Optional[float], typer.Option(help="Unconditional models: length of each clip (default: the median reference length, at most 10 s).")] = None,
+    sampler: SamplerOpt = "ddpm",
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+) -> None:
+    """Score a checkpoint against reference audio at several step counts; write CSV, JSON and report.html."""
+    from rich.table import Table
+
+    from audiodiff.evaluation.evaluate import evaluate, parse_steps
+    from audiodiff.evaluation.report import write_report
+    from audiodiff.pretrained import default_checkpoint
+
+    ckpt = checkpoint or default_checkpoint("vocoder")
+    out = out or Path("eval") / ckpt.stem
+    result = evaluate(ckpt, references, out, steps=parse_steps(steps), seed=seed, device=device,
+                      sampler=sampler, count=count, seconds=seconds, log=lambda m: err.print(m, highlight=False))
+    write_report(result)
+    table = Table(title=f"{ckpt}: mean over {len(result.files)} reference file(s)" if result.kind == "vocoder"
+                  else f"{ckpt}: {result.meta['count']} generated clip(s) per row vs {len(result.files)} reference clip(s)")
+    table.add_column("system")
+    table.add_column("n", justify="right")
+    for m in result.metrics:
+        arrow = {"lower": " ↓", "higher": " ↑"}.get(m.better, "")
+        table.add_column(f"{m.label}{' ' + m.unit if m.unit else ''}{arrow}", justify="right")
+    table.add_column("RTF", justify="right")
+    for row in result.means:
+        cells = ["–" if row.get(k) is None else f"{row[k]:.3f}" for k in [m.key for m in result.metrics] + ["rtf"]]
+        table.add_row(row["label"], str(row["files"]), *cells)
+    Console().print(table)
+    err.print(f"CSV: {result.csv_path}\nJSON: {result.json_path}\nReport: {result.report_path}", highlight=False)
+
+
+@app.command()
+def bench(
+    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="Checkpoint (.pt) to measure.")] = None,
+    recipe: Annotated[Optional[Path], typer.Option(help="Recipe TOML: measure its model with random weights (before training).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe value: section.key=value (repeatable).")] = None,
+    seconds: Annotated[float, typer.Option(help="Seconds of audio per run.")] = 10.0,
+    steps: Annotated[str, typer.Option(help="Comma-separated step counts.")] = "1,2,4,6",
+    runs: Annotated[int, typer.Option(help="Timed runs per step count (the median is reported).")] = 3,
+    warmup: Annotated[int, typer.Option(help="Untimed warm-up runs per step count.")] = 1,
+    threads: Annotated[Optional[int], typer.Option(help="Intra-op CPU threads (default: torch's default).")] = None,
+    device: DeviceOpt = "auto",
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON here.")] = None,
+) -> None:
+    """Real-time factor and peak memory of vocoding (or unconditional sampling) per step count."""
+    from rich.table import Table
+
+    from audiodiff.evaluation.bench import run_bench
+    from audiodiff.evaluation.evaluate import parse_steps
+
+    if set_ and recipe is None:
+        raise AudiodiffError("--set applies to --recipe only")
+    doc = run_bench(checkpoint=checkpoint, recipe=recipe, overrides=list(set_ or []), steps=parse_steps(steps),
+                    seconds=seconds, runs=runs, warmup=warmup, threads=threads, device=device, json_path=json_path,
+                    log=lambda m: err.print(m, highlight=False))
+    meta = doc["meta"]
+    table = Table(title=f"{meta['task']} {meta['seconds']:g} s · {meta['device']} ({meta.get('gpu', meta['cpu_model'])}) · "
+                        f"{meta['threads']} thread(s) · torch {meta['torch_version']} · "
+                        f"{meta['model']}, {meta['n_params'] / 1e6:.2f} M params · {meta['source']}")
+    for name in ("steps", "runs", "median s", "RTF", "x real time", "peak RSS GiB"):
+        table.add_column(name, justify="right")
+    cuda = any("cuda_peak_gib" in r for r in doc["results"])
+    if cuda:
+        table.add_column("CUDA peak GiB", justify="right")
+    for r in doc["results"]:
+        cells = [str(r["steps"]), str(r["runs"]), f"{r['median_s']:.2f}", f"{r['rtf']:.3f}",
+                 f"{1 / r['rtf']:.1f}", f"{r['peak_rss_gib']:.2f}"]
+        table.add_row(*cells, *([f"{r.get('cuda_peak_gib', 0):.2f}"] if cuda else []))
+    Console().print(table)
+    if json_path:
+        err.print(f"JSON: {json_path}", highlight=False)
+
+
 data_app = typer.Typer(no_args_is_help=True, help="Check a recipe's data set before training; build its resampled cache.")
 app.add_typer(data_app, name="data")
 
@@ -171,5 +256,5 @@ def main() -> None:
     try:
         app()
     except AudiodiffError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)

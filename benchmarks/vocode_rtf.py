@@ -113,7 +113,11 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    child(args) if args.child else parent(args)
+    if args.child:
+        args.steps = int(args.steps)
+        child(args)
+    else:
+        parent(args)
 
 
 if __name__ == "__main__":

@@ -174,13 +174,13 @@ def test_save_rejects_other_formats(tmp_path):
 
 def test_failed_save_leaves_no_partial_or_temp_file(tmp_path):
     target = tmp_path / "out.wav"
-    with pytest.raises(Exception):
+    with pytest.raises(sf.LibsndfileError):
         save_audio(target, sine(0.1), 0)  # libsndfile refuses a sample rate of 0 mid-write
     assert list(tmp_path.iterdir()) == []
     # an existing file is left untouched by a failed overwrite
     save_audio(target, sine(0.1), SR)
     before = target.read_bytes()
-    with pytest.raises(Exception):
+    with pytest.raises(sf.LibsndfileError):
         save_audio(target, sine(0.2), 0)
     assert target.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["out.wav"]

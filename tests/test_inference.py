@@ -71,7 +71,9 @@ def test_chunked_with_per_chunk_upsampling(vocoder, monkeypatch):
     whole = vocode_with_chunk(vocoder, mel, 10 ** 9, seed=5)
     monkeypatch.setattr(inference, "CONDITION_CACHE_BYTES", 0)
     chunked = vocode_with_chunk(vocoder, mel, 4096, seed=5)
+    odd = vocode_with_chunk(vocoder, mel, 3001, seed=5)  # chunk edges inside frames
     assert (whole - chunked).abs().max() < 1e-5
+    assert (whole - odd).abs().max() < 1e-5
 
 
 def test_per_chunk_upsampling_with_hop_300(monkeypatch):

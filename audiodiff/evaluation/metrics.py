@@ -1,12 +1,109 @@
-"""Distances between a reference waveform and a generated one."""
+"""Distances between a reference waveform and a generated one, and between sets of clips.
+
+Paired metrics (a vocoded signal against the reference it was made from, time-aligned):
+
+| key | what | best |
+|---|---|---|
+| `log_mel` | mean L1 of ln mel magnitudes (the model's mel settings) | 0 |
+| `mr_stft` | multi-resolution STFT distance: spectral convergence + log-magnitude L1, three resolutions (Parallel WaveGAN's) | 0 |
+| `mcd_db` | mel-cepstral distortion in dB: c1..c24 of the DCT of ln mel magnitude, every frame | 0 |
+| `pesq_wb` | PESQ wideband (ITU-T P.862.2) at 16 kHz, package `pesq` | 4.64 |
+| `stoi` | short-time objective intelligibility at 16 kHz, package `pystoi` | 1 |
+| `f0_rmse_cents` | F0 RMSE in cents over frames voiced in both (librosa's pYIN, 60-500 Hz) | 0 |
+| `vuv_error` | fraction of frames whose voiced/unvoiced decision differs | 0 |
+
+`PairScorer` computes the reference's side once (its pitch track, its 16 kHz copy) and
+scores any number of estimates against it. PESQ and STOI come from the optional `eval`
+extra; `require_eval_extra` names what is missing.
+
+Set statistics (unconditional models: generated clips against a reference set, no
+downloaded model): distance between the mean ln-mel spectra, and 1-D Wasserstein
+distances between the per-frame distributions of loudness (RMS in dBFS) and spectral
+flatness.
+"""
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import math
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-from audiodiff.audio import MelSpectrogram
+from audiodiff.audio import MelSpectrogram, resample
+from audiodiff.errors import AudiodiffError
 from audiodiff.recipe import AudioConfig
+
+EVAL_EXTRA_HINT = 'pip install "audiodiff[eval]"'
+METRIC_RATE = 16000  # PESQ wideband, STOI and pitch are computed at 16 kHz
+F0_MIN, F0_MAX = 60.0, 500.0  # speech: pYIN's cost grows with the range it searches
+F0_FRAME, F0_HOP = 1024, 160  # at 16 kHz: 64 ms frames (>= 3 periods of 60 Hz), 10 ms hop
+MCD_ORDER = 24
+MR_STFT_RESOLUTIONS = ((1024, 120, 600), (2048, 240, 1200), (512, 50, 240))  # (n_fft, hop, win)
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    label: str
+    better: str  # "lower" or "higher"
+    unit: str = ""
+
+
+PAIR_METRICS = (
+    Metric("log_mel", "log-mel L1", "lower"),
+    Metric("mr_stft", "MR-STFT", "lower"),
+    Metric("mcd_db", "MCD", "lower", "dB"),
+    Metric("pesq_wb", "PESQ-WB", "higher"),
+    Metric("stoi", "STOI", "higher"),
+    Metric("f0_rmse_cents", "F0 RMSE", "lower", "cents"),
+    Metric("vuv_error", "V/UV error", "lower"),
+)
+
+SET_METRICS = (
+    Metric("mean_log_mel_dist", "mean log-mel dist", "lower"),
+    Metric("loudness_w1_db", "loudness W1", "lower", "dB"),
+    Metric("flatness_w1", "flatness W1", "lower"),
+    Metric("loudness_mean_db", "loudness mean", "info", "dBFS"),
+    Metric("loudness_std_db", "loudness std", "info", "dB"),
+    Metric("flatness_mean", "flatness mean", "info"),
+)
+
+EXTRA_PACKAGES = {"pesq": "PESQ", "pystoi": "STOI", "matplotlib": "the report's plots"}
+
+
+def missing_eval_packages(names: tuple[str, ...] = tuple(EXTRA_PACKAGES)) -> list[str]:
+    """Which of the `eval` extra's packages cannot be imported."""
+    missing = []
+    for name in names:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
+
+
+def require_eval_extra(names: tuple[str, ...] = tuple(EXTRA_PACKAGES)) -> None:
+    """Raise AudiodiffError naming what to install if any of `names` is missing."""
+    missing = missing_eval_packages(names)
+    if missing:
+        what = ", ".join(f"{m} (for {EXTRA_PACKAGES.get(m, m)})" for m in missing)
+        raise AudiodiffError(f"evaluation needs optional packages that are not installed: {what}; "
+                             f"install them with: {EVAL_EXTRA_HINT}")
+
+
+def _tensor(x) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(x, dtype=np.float32) if not isinstance(x, torch.Tensor) else x,
+                           dtype=torch.float32).detach().cpu().reshape(-1)
+
+
+def _trim(reference, estimate) -> tuple[torch.Tensor, torch.Tensor]:
+    a, b = _tensor(reference), _tensor(estimate)
+    n = min(a.shape[-1], b.shape[-1])
+    return a[:n], b[:n]
 
 
 def log_mel_distance(reference: torch.Tensor, estimate: torch.Tensor, config: AudioConfig) -> float:
@@ -21,3 +118,220 @@ def log_mel_distance(reference: torch.Tensor, estimate: torch.Tensor, config: Au
         a = mel(torch.as_tensor(reference[..., :n], dtype=torch.float32).cpu())
         b = mel(torch.as_tensor(estimate[..., :n], dtype=torch.float32).cpu())
     return float((a - b).abs().mean())
+
+
+def _stft_magnitude(x: torch.Tensor, n_fft: int, hop: int, win: int) -> torch.Tensor:
+    spec = torch.stft(x, n_fft, hop_length=hop, win_length=win, window=torch.hann_window(win),
+                      center=True, pad_mode="reflect" if x.shape[-1] > n_fft // 2 else "constant",
+                      return_complex=True)
+    return (spec.real ** 2 + spec.imag ** 2).clamp(min=1e-7).sqrt()
+
+
+def mr_stft_distance(reference, estimate,
+                     resolutions: tuple[tuple[int, int, int], ...] = MR_STFT_RESOLUTIONS) -> float:
+    """Multi-resolution STFT distance (Parallel WaveGAN's auxiliary loss), lower is better.
+
+    Mean over resolutions of spectral convergence ||S_r - S_e||_F / ||S_r||_F plus the
+    mean L1 of log magnitudes. 0 for identical signals.
+    """
+    a, b = _trim(reference, estimate)
+    total = 0.0
+    with torch.no_grad():
+        for n_fft, hop, win in resolutions:
+            sa, sb = _stft_magnitude(a, n_fft, hop, win), _stft_magnitude(b, n_fft, hop, win)
+            sc = torch.linalg.norm(sa - sb) / torch.linalg.norm(sa).clamp(min=1e-7)
+            mag = (sa.log() - sb.log()).abs().mean()
+            total += float(sc + mag)
+    return total / len(resolutions)
+
+
+def cepstrum_of_log_mel(log_mel: np.ndarray, order: int = MCD_ORDER) -> np.ndarray:
+    """ln mel magnitude [n_mels, frames] -> mel-cepstra c0..c_order [frames, order + 1].
+
+    SPTK's convention, ln|H| = c0 + 2 sum_m c_m cos(pi m (k + 1/2) / K): a DCT-II over
+    the bands divided by 2K, so MCD below comes out in dB with the usual constant.
+    """
+    import scipy.fft
+
+    log_mel = np.asarray(log_mel, dtype=np.float64)
+    return (scipy.fft.dct(log_mel, type=2, axis=0) / (2 * log_mel.shape[0]))[:order + 1].T
+
+
+def mel_cepstrum(wav, config: AudioConfig, order: int = MCD_ORDER) -> np.ndarray:
+    """[frames, order + 1] mel-cepstra of a waveform, from its ln mel magnitude (model's settings)."""
+    mel = MelSpectrogram(dataclasses.replace(config, compression="ln"))
+    with torch.no_grad():
+        return cepstrum_of_log_mel(mel(_tensor(wav)).numpy(), order)
+
+
+def mcd_of_cepstra(reference: np.ndarray, estimate: np.ndarray) -> float:
+    """Mean over frames of 10/ln10 * sqrt(2 * sum_{m>=1} (c_m - c'_m)^2), in dB (c0, the level, left out)."""
+    n = min(len(reference), len(estimate))
+    diff = reference[:n, 1:] - estimate[:n, 1:]
+    return float(np.mean(10.0 / math.log(10.0) * np.sqrt(2.0 * np.sum(diff ** 2, axis=1))))
+
+
+def mel_cepstral_distortion(reference, estimate, config: AudioConfig, order: int = MCD_ORDER) -> float:
+    """MCD in dB over c1..c_order, mean over every frame (no DTW: vocoded audio is aligned)."""
+    a, b = _trim(reference, estimate)
+    return mcd_of_cepstra(mel_cepstrum(a, config, order), mel_cepstrum(b, config, order))
+
+
+def to_metric_rate(wav, sample_rate: int) -> np.ndarray:
+    """float32 [samples] at METRIC_RATE (16 kHz)."""
+    return resample(_tensor(wav).numpy(), sample_rate, METRIC_RATE)
+
+
+def pesq_wb(reference_16k: np.ndarray, estimate_16k: np.ndarray) -> float:
+    """PESQ wideband MOS-LQO (1.04 .. 4.64) of 16 kHz signals; NaN if PESQ finds no speech."""
+    require_eval_extra(("pesq",))
+    from pesq import pesq as _pesq
+
+    n = min(len(reference_16k), len(estimate_16k))
+    try:
+        return float(_pesq(METRIC_RATE, np.asarray(reference_16k[:n], dtype=np.float64),
+                           np.asarray(estimate_16k[:n], dtype=np.float64), "wb"))
+    except Exception:  # noqa: BLE001 - NoUtterancesError, BufferTooShortError ...
+        return float("nan")
+
+
+def stoi_score(reference_16k: np.ndarray, estimate_16k: np.ndarray) -> float:
+    """STOI (0..1, higher is better) of 16 kHz signals; NaN if the signal is too short or silent."""
+    require_eval_extra(("pystoi",))
+    import warnings
+
+    from pystoi import stoi
+
+    n = min(len(reference_16k), len(estimate_16k))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            value = float(stoi(np.asarray(reference_16k[:n], dtype=np.float64),
+                               np.asarray(estimate_16k[:n], dtype=np.float64), METRIC_RATE, extended=False))
+        except Exception:  # noqa: BLE001
+            return float("nan")
+    return value
+
+
+def pitch_track(wav_16k: np.ndarray, fmin: float = F0_MIN, fmax: float = F0_MAX) -> tuple[np.ndarray, np.ndarray]:
+    """(f0 in Hz with NaN where unvoiced, voiced flags) per 10 ms frame, by librosa's pYIN."""
+    import warnings
+
+    import librosa
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        f0, voiced, _ = librosa.pyin(np.asarray(wav_16k, dtype=np.float32), fmin=fmin, fmax=fmax,
+                                     sr=METRIC_RATE, frame_length=F0_FRAME, hop_length=F0_HOP)
+    return f0, voiced.astype(bool)
+
+
+def f0_errors(reference: tuple[np.ndarray, np.ndarray], estimate: tuple[np.ndarray, np.ndarray]) -> tuple[float, float]:
+    """(F0 RMSE in cents over frames voiced in both, voiced/unvoiced error rate) of two pitch tracks."""
+    (fa, va), (fb, vb) = reference, estimate
+    n = min(len(fa), len(fb))
+    fa, va, fb, vb = fa[:n], va[:n], fb[:n], vb[:n]
+    vuv = float(np.mean(va != vb)) if n else float("nan")
+    both = va & vb & np.isfinite(fa) & np.isfinite(fb)
+    if not both.any():
+        return float("nan"), vuv
+    cents = 1200.0 * np.log2(fb[both] / fa[both])
+    return float(np.sqrt(np.mean(cents ** 2))), vuv
+
+
+def f0_rmse_cents(reference, estimate, sample_rate: int) -> tuple[float, float]:
+    """(F0 RMSE in cents, V/UV error rate) between two waveforms at `sample_rate`."""
+    return f0_errors(pitch_track(to_metric_rate(reference, sample_rate)),
+                     pitch_track(to_metric_rate(estimate, sample_rate)))
+
+
+class PairScorer:
+    """Scores estimates against one reference with every paired metric (see PAIR_METRICS).
+
+    The reference's 16 kHz copy and pitch track are computed once. Estimates are
+    trimmed or zero-padded to the reference's length.
+    """
+
+    def __init__(self, reference, sample_rate: int, config: AudioConfig):
+        require_eval_extra(("pesq", "pystoi"))
+        self.reference = _tensor(reference)
+        self.sample_rate = sample_rate
+        self.config = config
+        self.ref_16k = to_metric_rate(self.reference, sample_rate)
+        self.ref_pitch = pitch_track(self.ref_16k)
+
+    def fit(self, estimate) -> torch.Tensor:
+        est = _tensor(estimate)
+        n = self.reference.shape[-1]
+        if est.shape[-1] >= n:
+            return est[:n]
+        return torch.nn.functional.pad(est, (0, n - est.shape[-1]))
+
+    def score(self, estimate) -> dict[str, float]:
+        est = self.fit(estimate)
+        est_16k = to_metric_rate(est, self.sample_rate)
+        f0, vuv = f0_errors(self.ref_pitch, pitch_track(est_16k))
+        return {
+            "log_mel": log_mel_distance(self.reference, est, self.config),
+            "mr_stft": mr_stft_distance(self.reference, est),
+            "mcd_db": mel_cepstral_distortion(self.reference, est, self.config),
+            "pesq_wb": pesq_wb(self.ref_16k, est_16k),
+            "stoi": stoi_score(self.ref_16k, est_16k),
+            "f0_rmse_cents": f0,
+            "vuv_error": vuv,
+        }
+
+
+# ---- set statistics (unconditional generation) ----
+
+LOUDNESS_FRAME, LOUDNESS_HOP = 2048, 512
+
+
+@dataclass
+class SetFeatures:
+    """Per-frame features of a set of clips, pooled over its clips."""
+    mean_log_mel: np.ndarray  # [n_mels]: mean over every frame of ln mel magnitude
+    loudness_db: np.ndarray   # [frames]: RMS in dBFS (floor -100)
+    flatness: np.ndarray      # [frames]: spectral flatness in [0, 1]
+    clips: int
+
+
+def set_features(clips, config: AudioConfig) -> SetFeatures:
+    """Pool the features of `clips` (an iterable of [samples] arrays at config.sample_rate)."""
+    import librosa
+
+    mel = MelSpectrogram(dataclasses.replace(config, compression="ln"))
+    mel_sum, frames, loud, flat, count = None, 0, [], [], 0
+    for clip in clips:
+        x = _tensor(clip)
+        with torch.no_grad():
+            m = mel(x).numpy().astype(np.float64)
+        mel_sum = m.sum(axis=1) if mel_sum is None else mel_sum + m.sum(axis=1)
+        frames += m.shape[1]
+        y = x.numpy()
+        rms = librosa.feature.rms(y=y, frame_length=LOUDNESS_FRAME, hop_length=LOUDNESS_HOP)[0]
+        loud.append(20 * np.log10(np.maximum(rms, 1e-5)))
+        flat.append(librosa.feature.spectral_flatness(y=y, n_fft=LOUDNESS_FRAME, hop_length=LOUDNESS_HOP)[0])
+        count += 1
+    if count == 0:
+        raise AudiodiffError("no clips to compute statistics of")
+    return SetFeatures(mel_sum / frames, np.concatenate(loud), np.concatenate(flat), count)
+
+
+def wasserstein_1d(a: np.ndarray, b: np.ndarray) -> float:
+    """1-D Wasserstein (earth mover's) distance between two samples."""
+    from scipy.stats import wasserstein_distance
+
+    return float(wasserstein_distance(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)))
+
+
+def set_distances(generated: SetFeatures, reference: SetFeatures) -> dict[str, float]:
+    """Statistics of `generated` against `reference` (see SET_METRICS); 0 when they are equal."""
+    return {
+        "mean_log_mel_dist": float(np.mean(np.abs(generated.mean_log_mel - reference.mean_log_mel))),
+        "loudness_w1_db": wasserstein_1d(generated.loudness_db, reference.loudness_db),
+        "flatness_w1": wasserstein_1d(generated.flatness, reference.flatness),
+        "loudness_mean_db": float(np.mean(generated.loudness_db)),
+        "loudness_std_db": float(np.std(generated.loudness_db)),
+        "flatness_mean": float(np.mean(generated.flatness)),
+    }

@@ -1,0 +1,58 @@
+"""Reference points that give a vocoder's scores meaning: Griffin-Lim from the same mel
+(a floor: phase reconstructed by iteration, no learning) and white noise (the floor of
+set statistics for unconditional models)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from audiodiff.recipe import AudioConfig
+
+GRIFFIN_LIM_ITERS = 32
+
+
+def mel_to_magnitude(mel, config: AudioConfig) -> np.ndarray:
+    """Undo the preset's compression: [n_mels, frames] -> linear mel magnitude (filterbank
+    applied to the STFT magnitude, as MelSpectrogram computed it before the log)."""
+    mel = np.asarray(torch.as_tensor(mel, dtype=torch.float32).cpu(), dtype=np.float64)
+    if config.compression == "ln":
+        mag = np.exp(mel)
+    else:  # db_unit: (20 log10(x) - 20 + 100) / 100, clamped to [0, 1]
+        mag = 10.0 ** ((mel * 100.0 - 100.0 + 20.0) / 20.0)
+    if config.normalized:  # MelSpectrogram divided the STFT by the window's L2 norm
+        mag = mag * np.sqrt(np.sum(np.hanning(config.win_length + 1)[:-1] ** 2))
+    return mag
+
+
+def griffin_lim(mel, config: AudioConfig, length: int | None = None, n_iter: int = GRIFFIN_LIM_ITERS,
+                seed: int = 0) -> np.ndarray:
+    """Waveform from a mel made by `MelSpectrogram(config)`: invert the filterbank (NNLS),
+    then Griffin-Lim phase retrieval (librosa), aligned with the input's framing.
+
+    Returns float32 [length] (default frames * hop).
+    """
+    import librosa
+
+    mag = mel_to_magnitude(mel, config)
+    linear = librosa.feature.inverse.mel_to_stft(
+        mag, sr=config.sample_rate, n_fft=config.n_fft, power=1.0, fmin=config.fmin, fmax=config.fmax,
+        htk=config.mel_htk, norm="slaney" if config.mel_norm == "slaney" else None)
+    frames = mag.shape[-1]
+    out_len = frames * config.hop_length if length is None else length
+    # MelSpectrogram's frame i starts at i*hop - left; librosa's centred frame at i*hop - n_fft//2.
+    left = config.n_fft // 2 if config.center else (config.n_fft - config.hop_length) // 2
+    shift = config.n_fft // 2 - left  # the input equals librosa's output delayed by `shift` samples
+    y = librosa.griffinlim(linear.astype(np.float32), n_iter=n_iter, hop_length=config.hop_length,
+                           win_length=config.win_length, n_fft=config.n_fft, window="hann", center=True,
+                           random_state=np.random.default_rng(seed))
+    # (librosa gives (frames - 1) * hop samples; the last hop is zero-padded below)
+    y = np.concatenate([np.zeros(shift, dtype=y.dtype), y]) if shift >= 0 else y[-shift:]
+    if len(y) < out_len:
+        y = np.pad(y, (0, out_len - len(y)))
+    return y[:out_len].astype(np.float32)
+
+
+def white_noise(count: int, samples: int, rms: float, seed: int = 0) -> np.ndarray:
+    """[count, samples] Gaussian white noise at the given RMS."""
+    rng = np.random.default_rng(seed)
+    return (rms * rng.standard_normal((count, samples))).astype(np.float32)

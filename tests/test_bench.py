@@ -1,0 +1,46 @@
+"""`audiodiff bench`: real-time factor and peak memory, measured in fresh subprocesses."""
+from __future__ import annotations
+
+import json
+
+from conftest import TINY
+from test_eval_cli import run_cli
+
+
+def test_bench_recipe_random_weights(tmp_path, monkeypatch, capsys):
+    target = tmp_path / "bench.json"
+    code, stdout, stderr = run_cli(monkeypatch, capsys, "bench", "--recipe", TINY, "--seconds", 0.5, "--steps", "1,2",
+                                   "--threads", 1, "--device", "cpu", "--json", target)
+    assert code == 0, stderr
+    doc = json.loads(target.read_text())
+    meta, results = doc["meta"], doc["results"]
+    assert [r["steps"] for r in results] == [1, 2]
+    for r in results:
+        assert r["task"] == "vocode" and r["rtf"] > 0 and r["runs"] == 3 and len(r["times_s"]) == 3
+        assert r["peak_rss_gib"] > 0.05 and r["output_finite"] and r["threads"] == 1
+        assert r["output_samples"] == -(-int(0.5 * 22050) // 256) * 256
+    assert meta["threads"] == 1 and meta["device"] == "cpu" and meta["torch_version"] and meta["n_params"] > 0
+    assert meta["source"].startswith("recipe")
+    for word in ("RTF", "peak RSS", "torch", "cpu"):
+        assert word in stdout, word
+
+
+def test_bench_unconditional_samples(tmp_path, monkeypatch, capsys):
+    target = tmp_path / "bench.json"
+    code, stdout, stderr = run_cli(monkeypatch, capsys, "bench", "--recipe", TINY, "--set", "model.conditional=false",
+                                   "--seconds", 0.25, "--steps", "2", "--runs", 1, "--warmup", 0, "--threads", 1,
+                                   "--device", "cpu", "--json", target)
+    assert code == 0, stderr
+    (r,) = json.loads(target.read_text())["results"]
+    assert r["task"] == "sample" and r["rtf"] > 0 and r["output_samples"] == int(0.25 * 22050)
+
+
+def test_bench_user_errors(tmp_path, monkeypatch, capsys):
+    for args, word in [((), "--recipe"), (("--recipe", TINY, "-c", tmp_path / "x.pt"), "--recipe"),
+                       (("--recipe", tmp_path / "none.toml"), "none.toml"), (("--recipe", TINY, "--steps", "a"), "--steps"),
+                       (("--recipe", TINY, "--seconds", "0"), "--seconds")]:
+        code, _, stderr = run_cli(monkeypatch, capsys, "bench", *args, "--json", tmp_path / "b.json")
+        assert code == 2, (args, stderr)
+        errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and word in errors[0], (args, stderr)
+    assert not (tmp_path / "b.json").exists()

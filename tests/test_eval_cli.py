@@ -1,0 +1,151 @@
+"""`audiodiff eval` end to end on tiny checkpoints trained here: tables, JSON, report."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from rich.console import Console
+
+from audiodiff.recipe import load_recipe
+from audiodiff.training import train
+
+from conftest import SR, TINY, tiny_overrides
+from test_eval_metrics import voiced
+
+
+def run_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
+    """Run the console script's entry point in this process; (exit code, stdout, stderr)."""
+    from audiodiff.cli import main
+
+    monkeypatch.setenv("COLUMNS", "220")
+    monkeypatch.setattr(sys, "argv", ["audiodiff", *map(str, args)])
+    capsys.readouterr()
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _train(out: Path, root: Path, *extra: str) -> Path:
+    recipe = load_recipe(TINY, tiny_overrides(root, max_steps=2) + list(extra))
+    return train(recipe, out, device="cpu", console=Console(file=io.StringIO()), progress=False)
+
+
+@pytest.fixture(scope="module")
+def vocoder_ckpt(tmp_path_factory, synth_folder) -> Path:
+    return _train(tmp_path_factory.mktemp("eval_voc"), synth_folder)
+
+
+@pytest.fixture(scope="module")
+def generator_ckpt(tmp_path_factory, synth_folder) -> Path:
+    return _train(tmp_path_factory.mktemp("eval_gen"), synth_folder, "model.conditional=false")
+
+
+@pytest.fixture(scope="module")
+def references(tmp_path_factory) -> list[Path]:
+    root = tmp_path_factory.mktemp("eval_refs")
+    paths = []
+    for i, (seconds, f0) in enumerate([(1.5, 130.0), (1.2, 210.0)]):
+        paths.append(root / f"voice{i}.wav")
+        sf.write(paths[-1], voiced(seconds, f0=f0, seed=i), SR, subtype="PCM_16")
+    return paths
+
+
+def _linked(report: Path) -> list[str]:
+    return re.findall(r"(?:src|href)='([^']+)'", report.read_text(encoding="utf-8"))
+
+
+def test_eval_vocoder_end_to_end(tmp_path, monkeypatch, capsys, vocoder_ckpt, references):
+    pytest.importorskip("pesq")
+    pytest.importorskip("pystoi")
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "eval"
+    code, stdout, stderr = run_cli(monkeypatch, capsys, "eval", "-c", vocoder_ckpt, *references,
+                                   "--steps", "2,1", "--out", out, "--device", "cpu")
+    assert code == 0, stderr
+    for word in ("reference", "Griffin-Lim", "1 steps", "2 steps", "PESQ-WB", "STOI", "MCD"):
+        assert word in stdout, word
+    assert "report.html" in stderr
+
+    with open(out / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 * 4  # two files x (reference, Griffin-Lim, 1 step, 2 steps)
+    assert [r["label"] for r in rows[:4]] == ["reference", "Griffin-Lim", "1 steps", "2 steps"]
+    doc = json.loads((out / "results.json").read_text())
+    means = {m["label"]: m for m in doc["means"]}
+    assert list(means) == ["reference", "Griffin-Lim", "1 steps", "2 steps"]
+    ref, gl, model = means["reference"], means["Griffin-Lim"], means["2 steps"]
+    assert ref["pesq_wb"] == pytest.approx(4.64, abs=0.02) and ref["stoi"] == pytest.approx(1.0, abs=1e-6)
+    assert ref["log_mel"] == 0 and ref["mr_stft"] == 0 and ref["mcd_db"] == 0 and ref["f0_rmse_cents"] == 0
+    # Griffin-Lim from the true mel beats a model trained for 2 steps, and both are below the ceiling
+    assert 0 < gl["log_mel"] < model["log_mel"] and gl["stoi"] > model["stoi"] and gl["pesq_wb"] < ref["pesq_wb"]
+    assert model["rtf"] > 0 and model["files"] == 2
+    assert doc["meta"]["kind"] == "vocoder" and doc["meta"]["steps"] == [1, 2]
+
+    report = out / "report.html"
+    html = report.read_text(encoding="utf-8")
+    assert "<audio" in html and "img/metrics.png" in html and "Griffin-Lim" in html
+    links = _linked(report)
+    assert all(not link.startswith("/") for link in links)  # relative: the folder can move
+    for link in links:
+        assert (out / link).is_file(), link
+    assert sum(link.endswith(".png") for link in links) == 1 + 2 * 4
+    assert sum(link.endswith(".wav") for link in links) == 2 * 4
+    wav, sr = sf.read(out / "audio" / "voice0" / "steps-2.wav")
+    assert sr == SR and len(wav) == int(1.5 * SR)  # trimmed to the reference's length
+
+
+def test_eval_unconditional(tmp_path, monkeypatch, capsys, generator_ckpt, synth_folder):
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("pesq")
+    pytest.importorskip("pystoi")
+    out = tmp_path / "eval_gen"
+    code, stdout, stderr = run_cli(monkeypatch, capsys, "eval", "-c", generator_ckpt, synth_folder, "-n", 2,
+                                   "--seconds", 0.5, "--steps", 2, "--out", out, "--device", "cpu")
+    assert code == 0, stderr
+    doc = json.loads((out / "results.json").read_text())
+    labels = [r["label"] for r in doc["rows"]]
+    assert labels == ["reference (half vs half)", "white noise", "2 steps"]
+    halves, noise, model = doc["rows"]
+    for key in ("mean_log_mel_dist", "loudness_w1_db", "flatness_w1"):
+        assert model[key] > 0 and noise[key] > halves[key] >= 0, key
+    assert len(model["audio"]) == 2 and all((out / a).is_file() for a in model["audio"])
+    assert "mean log-mel dist" in stdout
+    report = out / "report.html"
+    for link in _linked(report):
+        assert (out / link).is_file(), link
+    html = report.read_text()
+    assert "reference clips" in html and "2 steps" in html and html.count("<audio") >= 2 + 2 + 2
+
+
+def test_eval_user_errors(tmp_path, monkeypatch, capsys, vocoder_ckpt, references):
+    cases = [
+        (("eval", "-c", vocoder_ckpt, tmp_path / "missing.wav"), "missing.wav"),
+        (("eval", "-c", vocoder_ckpt, references[0], "--steps", "2,x"), "--steps"),
+        (("eval", "-c", vocoder_ckpt, references[0], "--steps", "0"), "--steps"),
+        (("eval", "-c", tmp_path / "nope.pt", references[0]), "nope.pt"),
+    ]
+    for args, word in cases:
+        code, stdout, stderr = run_cli(monkeypatch, capsys, *args, "--out", tmp_path / "o")
+        assert code == 2, (args, stderr)
+        errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and word in errors[0] and "Traceback" not in stderr, stderr
+    assert not (tmp_path / "o" / "results.json").exists()
+
+
+def test_eval_without_the_extra_says_what_to_install(tmp_path, monkeypatch, capsys, vocoder_ckpt, references):
+    monkeypatch.setitem(sys.modules, "pystoi", None)  # as if not installed
+    code, _, stderr = run_cli(monkeypatch, capsys, "eval", "-c", vocoder_ckpt, references[0], "--out", tmp_path / "o")
+    assert code == 2
+    assert 'pip install "audiodiff[eval]"' in stderr and "pystoi" in stderr and "Traceback" not in stderr
+    assert not (tmp_path / "o").exists()
