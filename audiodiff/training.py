@@ -56,6 +56,9 @@ class Trainer:
                                            weight_decay=cfg.weight_decay)
         self.schedule = training_schedule(recipe.diffusion)
         self.mel = MelSpectrogram(recipe.audio).to(self.device)
+        # Crops come with this many frames of real audio each side, covering the STFT
+        # window, so their mel frames equal those of the whole utterance.
+        self.context_frames = -(-(recipe.audio.n_fft // 2) // recipe.audio.hop_length)
         self.step = 0
 
     # ----------------------------------------------------------------- state
@@ -101,7 +104,8 @@ class Trainer:
                                      console=self.console if self.show_progress else None)
         train, val = data.train, data.validation
         self.console.print(f"Data: {data.describe()}")
-        dataset = CropDataset(train, audio.sample_rate, cfg.segment, audio.hop_length)
+        dataset = CropDataset(train, audio.sample_rate, cfg.segment, audio.hop_length,
+                              context=self.context_frames * audio.hop_length)
         sampler = StepBatchSampler(len(train), cfg.batch_size, cfg.seed, self.step, cfg.max_steps)
         loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.num_workers)
         reference = None
@@ -114,12 +118,14 @@ class Trainer:
         self.console.print(f"[yellow]warning:[/] {message}", highlight=False)
 
     # ----------------------------------------------------------------- steps
-    def train_step(self, audio: torch.Tensor) -> tuple[float, float]:
-        """One optimiser step on a batch [B, 1, segment]; returns (loss, grad norm)."""
-        cfg = self.recipe.train
-        audio = audio.to(self.device)
+    def train_step(self, batch: torch.Tensor) -> tuple[float, float]:
+        """One optimiser step on crops with context [B, 1, context + segment + context]
+        (see CropDataset); returns (loss, grad norm)."""
+        cfg, hop, c = self.recipe.train, self.recipe.audio.hop_length, self.context_frames
+        batch = batch.to(self.device)
         with torch.no_grad():
-            mel = self.mel(audio.squeeze(1))
+            mel = self.mel(batch.squeeze(1))[..., c:c + cfg.segment // hop]
+        audio = batch[..., c * hop:c * hop + cfg.segment]
         cond = self.network.condition(mel) if self.network.conditional else None
         generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.step)
         loss = diffusion_loss(self.network, audio, cond, self.schedule, generator)

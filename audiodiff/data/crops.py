@@ -48,7 +48,11 @@ def read_segment(path: str | Path, native_rate: int, rate: int, start: int, leng
 
 
 class CropDataset(Dataset):
-    """Items are keyed by (clip index, crop seed) -> crop [1, segment] float32.
+    """Items are keyed by (clip index, crop seed) -> crop [1, context + segment + context].
+
+    `context` samples of real audio (zeros past the clip's ends) on each side let the
+    trainer compute the crop's mel frames as they are in the whole utterance, instead
+    of with reflect padding at the crop's edges.
 
     The crop start is a multiple of `hop` (so mel frames line up); clips shorter
     than a segment are zero-padded at the end. A clip with a resampled copy in the
@@ -59,8 +63,9 @@ class CropDataset(Dataset):
     the crop comes from another clip; NaN or infinite samples are zeroed.
     """
 
-    def __init__(self, clips: list[Clip], sample_rate: int, segment: int, hop: int):
+    def __init__(self, clips: list[Clip], sample_rate: int, segment: int, hop: int, context: int = 0):
         self.clips, self.sample_rate, self.segment, self.hop = clips, sample_rate, segment, hop
+        self.context = context
         self._failed: set[int] = set()
 
     def __len__(self) -> int:
@@ -80,28 +85,30 @@ class CropDataset(Dataset):
                     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                     print(f"warning: skipping {self.clips[i].path} during training: {reason}",
                           file=sys.stderr, flush=True)
-        return torch.zeros(1, self.segment)
+        return torch.zeros(1, self.segment + 2 * self.context)
 
     def _crop(self, clip: Clip, crop_seed: int) -> torch.Tensor:
         length = clip.samples_at(self.sample_rate)
         positions = max(0, length - self.segment) // self.hop + 1
         start = int(np.random.default_rng(crop_seed).integers(positions)) * self.hop
-        wav = self._read(clip, start)
-        out = np.zeros(self.segment, dtype=np.float32)
-        n = min(len(wav), self.segment)
-        out[:n] = np.nan_to_num(wav[:n], nan=0.0, posinf=0.0, neginf=0.0)
+        total = self.segment + 2 * self.context
+        lead = max(0, self.context - start)  # zeros before the clip's first sample
+        wav = self._read(clip, start - self.context + lead, total - lead)
+        out = np.zeros(total, dtype=np.float32)
+        n = min(len(wav), total - lead)
+        out[lead:lead + n] = np.nan_to_num(wav[:n], nan=0.0, posinf=0.0, neginf=0.0)
         return torch.from_numpy(out).unsqueeze(0)
 
-    def _read(self, clip: Clip, start: int) -> np.ndarray:
+    def _read(self, clip: Clip, start: int, length: int) -> np.ndarray:
         if clip.cache is not None:
             try:
-                return read_segment(clip.cache, self.sample_rate, self.sample_rate, start, self.segment)
+                return read_segment(clip.cache, self.sample_rate, self.sample_rate, start, length)
             except Exception:  # noqa: BLE001 - a damaged cache file: fall back to the source
                 pass
         try:
-            return read_segment(clip.path, clip.sample_rate, self.sample_rate, start, self.segment)
+            return read_segment(clip.path, clip.sample_rate, self.sample_rate, start, length)
         except sf.LibsndfileError:  # a format soundfile cannot seek in: decode it whole
-            return load_audio(clip.path, self.sample_rate)[start:start + self.segment]
+            return load_audio(clip.path, self.sample_rate)[start:start + length]
 
 
 class StepBatchSampler(Sampler):
