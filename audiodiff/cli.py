@@ -162,6 +162,7 @@ def eval_(
     from rich.table import Table
 
     from audiodiff.evaluation.evaluate import evaluate, parse_steps
+    from audiodiff.evaluation.metrics import format_value
     from audiodiff.evaluation.report import write_report
     from audiodiff.pretrained import default_checkpoint
 
@@ -172,14 +173,14 @@ def eval_(
     write_report(result)
     table = Table(title=f"{ckpt}: mean over {len(result.files)} reference file(s)" if result.kind == "vocoder"
                   else f"{ckpt}: {result.meta['count']} generated clip(s) per row vs {len(result.files)} reference clip(s)")
-    table.add_column("system")
+    table.add_column("system", no_wrap=True)
     table.add_column("n", justify="right")
     for m in result.metrics:
         arrow = {"lower": " ↓", "higher": " ↑"}.get(m.better, "")
         table.add_column(f"{m.label}{' ' + m.unit if m.unit else ''}{arrow}", justify="right")
     table.add_column("RTF", justify="right")
     for row in result.means:
-        cells = ["–" if row.get(k) is None else f"{row[k]:.3f}" for k in [m.key for m in result.metrics] + ["rtf"]]
+        cells = [format_value(row.get(k), k) for k in [m.key for m in result.metrics] + ["rtf"]]
         table.add_row(row["label"], str(row["files"]), *cells)
     Console().print(table)
     err.print(f"CSV: {result.csv_path}\nJSON: {result.json_path}\nReport: {result.report_path}", highlight=False)
@@ -210,9 +211,12 @@ def bench(
                     seconds=seconds, runs=runs, warmup=warmup, threads=threads, device=device, json_path=json_path,
                     log=lambda m: err.print(m, highlight=False))
     meta = doc["meta"]
-    table = Table(title=f"{meta['task']} {meta['seconds']:g} s · {meta['device']} ({meta.get('gpu', meta['cpu_model'])}) · "
-                        f"{meta['threads']} thread(s) · torch {meta['torch_version']} · "
-                        f"{meta['model']}, {meta['n_params'] / 1e6:.2f} M params · {meta['source']}")
+    out = Console()
+    out.print(f"{meta['task']} {meta['seconds']:g} s of audio · device {meta['device']} "
+              f"({meta.get('gpu', meta['cpu_model'])}, {meta['nproc']} cores) · {meta['threads']} thread(s) · "
+              f"torch {meta['torch_version']}\nmodel: {meta['model']}, {meta['n_params'] / 1e6:.2f} M parameters, "
+              f"{meta['source']} · median of {meta['runs']} run(s) after {meta['warmup']} warm-up", highlight=False)
+    table = Table()
     for name in ("steps", "runs", "median s", "RTF", "x real time", "peak RSS GiB"):
         table.add_column(name, justify="right")
     cuda = any("cuda_peak_gib" in r for r in doc["results"])
@@ -222,7 +226,7 @@ def bench(
         cells = [str(r["steps"]), str(r["runs"]), f"{r['median_s']:.2f}", f"{r['rtf']:.3f}",
                  f"{1 / r['rtf']:.1f}", f"{r['peak_rss_gib']:.2f}"]
         table.add_row(*cells, *([f"{r.get('cuda_peak_gib', 0):.2f}"] if cuda else []))
-    Console().print(table)
+    out.print(table)
     if json_path:
         err.print(f"JSON: {json_path}", highlight=False)
 

@@ -27,27 +27,6 @@ def cli(*args, cwd: Path | None = None, timeout: float = 300) -> subprocess.Comp
                           env=env, cwd=cwd, timeout=timeout)
 
 
-@pytest.fixture
-def run_main(monkeypatch, capsys):
-    """Run `audiodiff.cli.main` (the console script's entry point) in this process: quicker
-    than a subprocess, the same code path. Returns a CompletedProcess-like result."""
-    from audiodiff.cli import main
-
-    def call(*args, cwd: Path | None = None) -> subprocess.CompletedProcess:
-        if cwd is not None:
-            monkeypatch.chdir(cwd)
-        monkeypatch.setenv("COLUMNS", "200")
-        monkeypatch.setattr(sys, "argv", ["audiodiff", *map(str, args)])
-        capsys.readouterr()
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        out, err = capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, out, err)
-
-    return call
 
 
 def assert_user_error(result: subprocess.CompletedProcess, *words: str) -> str:

@@ -20,20 +20,10 @@ from conftest import SR, TINY, tiny_overrides
 from test_eval_metrics import voiced
 
 
-def run_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    """Run the console script's entry point in this process; (exit code, stdout, stderr)."""
-    from audiodiff.cli import main
-
-    monkeypatch.setenv("COLUMNS", "220")
-    monkeypatch.setattr(sys, "argv", ["audiodiff", *map(str, args)])
-    capsys.readouterr()
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
+def run_cli(run_main, *args) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of the console script's entry point (conftest.run_main)."""
+    result = run_main(*args)
+    return result.returncode, result.stdout, result.stderr
 
 
 def _train(out: Path, root: Path, *extra: str) -> Path:
@@ -65,12 +55,12 @@ def _linked(report: Path) -> list[str]:
     return re.findall(r"(?:src|href)='([^']+)'", report.read_text(encoding="utf-8"))
 
 
-def test_eval_vocoder_end_to_end(tmp_path, monkeypatch, capsys, vocoder_ckpt, references):
+def test_eval_vocoder_end_to_end(tmp_path, monkeypatch, run_main, vocoder_ckpt, references):
     pytest.importorskip("pesq")
     pytest.importorskip("pystoi")
     pytest.importorskip("matplotlib")
     out = tmp_path / "eval"
-    code, stdout, stderr = run_cli(monkeypatch, capsys, "eval", "-c", vocoder_ckpt, *references,
+    code, stdout, stderr = run_cli(run_main, "eval", "-c", vocoder_ckpt, *references,
                                    "--steps", "2,1", "--out", out, "--device", "cpu")
     assert code == 0, stderr
     for word in ("reference", "Griffin-Lim", "1 steps", "2 steps", "PESQ-WB", "STOI", "MCD"):
@@ -105,12 +95,12 @@ def test_eval_vocoder_end_to_end(tmp_path, monkeypatch, capsys, vocoder_ckpt, re
     assert sr == SR and len(wav) == int(1.5 * SR)  # trimmed to the reference's length
 
 
-def test_eval_unconditional(tmp_path, monkeypatch, capsys, generator_ckpt, synth_folder):
+def test_eval_unconditional(tmp_path, monkeypatch, run_main, generator_ckpt, synth_folder):
     pytest.importorskip("matplotlib")
     pytest.importorskip("pesq")
     pytest.importorskip("pystoi")
     out = tmp_path / "eval_gen"
-    code, stdout, stderr = run_cli(monkeypatch, capsys, "eval", "-c", generator_ckpt, synth_folder, "-n", 2,
+    code, stdout, stderr = run_cli(run_main, "eval", "-c", generator_ckpt, synth_folder, "-n", 2,
                                    "--seconds", 0.5, "--steps", 2, "--out", out, "--device", "cpu")
     assert code == 0, stderr
     doc = json.loads((out / "results.json").read_text())
@@ -128,7 +118,7 @@ def test_eval_unconditional(tmp_path, monkeypatch, capsys, generator_ckpt, synth
     assert "reference clips" in html and "2 steps" in html and html.count("<audio") >= 2 + 2 + 2
 
 
-def test_eval_user_errors(tmp_path, monkeypatch, capsys, vocoder_ckpt, references):
+def test_eval_user_errors(tmp_path, monkeypatch, run_main, vocoder_ckpt, references):
     cases = [
         (("eval", "-c", vocoder_ckpt, tmp_path / "missing.wav"), "missing.wav"),
         (("eval", "-c", vocoder_ckpt, references[0], "--steps", "2,x"), "--steps"),
@@ -136,16 +126,16 @@ def test_eval_user_errors(tmp_path, monkeypatch, capsys, vocoder_ckpt, reference
         (("eval", "-c", tmp_path / "nope.pt", references[0]), "nope.pt"),
     ]
     for args, word in cases:
-        code, stdout, stderr = run_cli(monkeypatch, capsys, *args, "--out", tmp_path / "o")
+        code, stdout, stderr = run_cli(run_main, *args, "--out", tmp_path / "o")
         assert code == 2, (args, stderr)
         errors = [line for line in stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and word in errors[0] and "Traceback" not in stderr, stderr
     assert not (tmp_path / "o" / "results.json").exists()
 
 
-def test_eval_without_the_extra_says_what_to_install(tmp_path, monkeypatch, capsys, vocoder_ckpt, references):
+def test_eval_without_the_extra_says_what_to_install(tmp_path, monkeypatch, run_main, vocoder_ckpt, references):
     monkeypatch.setitem(sys.modules, "pystoi", None)  # as if not installed
-    code, _, stderr = run_cli(monkeypatch, capsys, "eval", "-c", vocoder_ckpt, references[0], "--out", tmp_path / "o")
+    code, _, stderr = run_cli(run_main, "eval", "-c", vocoder_ckpt, references[0], "--out", tmp_path / "o")
     assert code == 2
     assert 'pip install "audiodiff[eval]"' in stderr and "pystoi" in stderr and "Traceback" not in stderr
     assert not (tmp_path / "o").exists()

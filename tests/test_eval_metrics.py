@@ -18,7 +18,10 @@ from conftest import LJSPEECH_MINI, SR
 
 HIFIGAN = AudioConfig(**MEL_PRESETS["hifigan"], preset="hifigan")
 DIFFWAVE = AudioConfig(**MEL_PRESETS["diffwave"], preset="diffwave")
-SNRS_DB = (30.0, 20.0, 10.0, 0.0)  # decreasing SNR: more noise, every score worse
+# Decreasing SNR: more noise, every score worse. Not below 10 dB: there F0 RMSE, taken over the
+# frames voiced in both signals, drops again as the hardest frames stop counting as voiced
+# (the V/UV error rate, reported beside it, is what grows).
+SNRS_DB = (40.0, 30.0, 20.0, 15.0, 10.0)
 
 
 def voiced(seconds: float = 2.0, f0: float = 140.0, sr: int = SR, seed: int = 0) -> np.ndarray:
@@ -61,6 +64,7 @@ def test_identical_signals_score_best(speech):
 
 
 def test_noise_makes_every_score_worse_monotonically(speech):
+    real = (LJSPEECH_MINI / "wavs" / "LJ001-0001.wav").is_file()  # the synthetic signal stays voiced at 10 dB
     pytest.importorskip("pesq")
     pytest.importorskip("pystoi")
     scorer = M.PairScorer(speech, SR, HIFIGAN)
@@ -71,12 +75,12 @@ def test_noise_makes_every_score_worse_monotonically(speech):
         sign = 1 if metric.better == "lower" else -1
         worse = [sign * v for v in values]  # increasing when each step is worse
         if metric.key in ("f0_rmse_cents", "vuv_error"):
-            # pitch is quantised (pYIN's 10-cent grid): equal at close SNRs is allowed, but never better
+            # pitch is quantised (pYIN's 10-cent grid): equal at close SNRs is allowed, never better
             assert all(b >= a for a, b in zip(worse, worse[1:])), (metric.key, values)
-            assert worse[-1] > worse[1] > worse[0], (metric.key, values)
+            assert worse[-1] > worse[0] or (metric.key == "vuv_error" and not real), (metric.key, values)
         else:
             assert all(b > a for a, b in zip(worse, worse[1:])), (metric.key, values)
-    assert runs[-1]["pesq_wb"] < 2.0 and runs[-1]["stoi"] < 0.9  # 0 dB SNR is bad by any measure
+    assert runs[-1]["pesq_wb"] < 1.5 and runs[-1]["stoi"] < 0.97  # 10 dB of white noise is bad for PESQ
 
 
 @pytest.mark.parametrize("freq", [150.0, 220.0, 330.0])

@@ -73,6 +73,15 @@ SET_METRICS = (
 EXTRA_PACKAGES = {"pesq": "PESQ", "pystoi": "STOI", "matplotlib": "the report's plots"}
 
 
+def format_value(value, key: str = "") -> str:
+    """A score as the tables print it: '–' for missing, 1 decimal for cents, else 3 significant places."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if key == "f0_rmse_cents" or abs(value) >= 100:
+        return f"{value:.1f}"
+    return f"{value:.3f}" if abs(value) < 10 else f"{value:.2f}"
+
+
 def missing_eval_packages(names: tuple[str, ...] = tuple(EXTRA_PACKAGES)) -> list[str]:
     """Which of the `eval` extra's packages cannot be imported."""
     missing = []

@@ -18,7 +18,7 @@ import torch
 from audiodiff.atomic import atomic_path
 from audiodiff.audio import MelSpectrogram
 from audiodiff.evaluation.evaluate import GRIFFIN_LIM, HALVES, MODEL, NOISE, REFERENCE, EvalResult
-from audiodiff.evaluation.metrics import require_eval_extra
+from audiodiff.evaluation.metrics import format_value, require_eval_extra
 from audiodiff.recipe import AudioConfig
 
 DB_RANGE = 80.0
@@ -34,6 +34,7 @@ th, td { border: 1px solid #ddd; padding: 4px 10px; text-align: right; }
 th { background: #f4f4f6; } td.name, th.name { text-align: left; }
 tr.ref td { background: #f3faf3; } tr.floor td { background: #fdf3f2; }
 .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(300px, 1fr)); gap: 12px; }
+.row { display: grid; gap: 10px; overflow-x: auto; padding-bottom: 4px; }
 .card { border: 1px solid #ddd; border-radius: 6px; padding: 8px; background: #fff; }
 .card h3 { font-size: 0.95em; margin: 0 0 4px 0; }
 .card img { width: 100%; display: block; }
@@ -54,14 +55,7 @@ def _pyplot():
     return plt
 
 
-def _fmt(value, key: str = "") -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if key in ("f0_rmse_cents",):
-        return f"{value:.1f}"
-    if key in ("vuv_error", "stoi", "flatness_w1", "flatness_mean"):
-        return f"{value:.3f}"
-    return f"{value:.3f}" if abs(value) < 10 else f"{value:.2f}"
+_fmt = format_value
 
 
 def _spectrogram_db(path: Path, config: AudioConfig) -> np.ndarray:
@@ -72,12 +66,14 @@ def _spectrogram_db(path: Path, config: AudioConfig) -> np.ndarray:
     return ln * (20.0 / np.log(10.0))  # ln magnitude -> dB
 
 
-def _save_spectrogram(plt, db: np.ndarray, target: Path, title: str, config: AudioConfig, vmax: float) -> None:
+def _save_spectrogram(plt, db: np.ndarray, target: Path, title: str | None, config: AudioConfig,
+                      vmax: float) -> None:
     seconds = db.shape[1] * config.hop_length / config.sample_rate
-    fig, ax = plt.subplots(figsize=(4.0, 2.2), dpi=100)
+    fig, ax = plt.subplots(figsize=(4.0, 2.2 if title else 2.0), dpi=100)
     ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=vmax - DB_RANGE, vmax=vmax,
               extent=(0, seconds, 0, db.shape[0]), interpolation="nearest")
-    ax.set_title(title, fontsize=9)
+    if title:
+        ax.set_title(title, fontsize=9)
     ax.set_xlabel("seconds", fontsize=8)
     ax.set_ylabel("mel band", fontsize=8)
     ax.tick_params(labelsize=7)
@@ -145,7 +141,7 @@ def _means_table(result: EvalResult) -> str:
 
 def _card(title: str, img: str, audio: str, scores: str = "") -> str:
     return (f"<div class='card'><h3>{html.escape(title)}</h3><img src='{html.escape(img)}' alt='{html.escape(title)}'>"
-            f"<audio controls preload='none' src='{html.escape(audio)}'></audio>"
+            f"<audio controls preload='metadata' src='{html.escape(audio)}'></audio>"
             + (f"<div class='scores'>{scores}</div>" if scores else "") + "</div>")
 
 
@@ -187,11 +183,12 @@ def write_report(result: EvalResult, config: AudioConfig | None = None) -> Path:
             cards = []
             for r in rows:
                 img = f"img/{name}/{Path(r['audio']).stem}.png"
-                _save_spectrogram(plt, _spectrogram_db(out / r["audio"], config), out / img, r["label"], config, vmax)
+                _save_spectrogram(plt, _spectrogram_db(out / r["audio"], config), out / img, None, config, vmax)
                 scores = " · ".join(f"{labels[k]} {_fmt(r.get(k), k)}" for k in CARD_METRICS
                                     if r["system"] != REFERENCE)
                 cards.append(_card(r["label"], img, r["audio"], scores))
-            body.append(f"<h2>{html.escape(name)}</h2><div class='grid'>{''.join(cards)}</div>")
+            columns = f"grid-template-columns: repeat({len(cards)}, minmax(230px, 1fr))"  # one row: side by side
+            body.append(f"<h2>{html.escape(name)}</h2><div class='row' style='{columns}'>{''.join(cards)}</div>")
     else:
         groups = [("reference clips", "reference", next((r["audio"] for r in result.rows if r["system"] == HALVES),
                                                          None))]
@@ -200,13 +197,15 @@ def write_report(result: EvalResult, config: AudioConfig | None = None) -> Path:
             ref_dir = out / "audio" / "reference"
             groups[0] = ("reference clips", "reference",
                          [f"audio/reference/{p.name}" for p in sorted(ref_dir.glob("*.wav"))])
+        vmax = None  # one colour scale for every group: the reference clips' loudest bin
         for title, key, audio in groups:
             cards = []
             specs = [(rel, _spectrogram_db(out / rel, config)) for rel in audio[:MAX_CLIPS_SHOWN]]
-            vmax = max(float(s.max()) for _, s in specs) if specs else 0.0
+            if vmax is None:
+                vmax = max(float(s.max()) for _, s in specs) if specs else 0.0
             for rel, db in specs:
                 img = f"img/{key}/{Path(rel).stem}.png"
-                _save_spectrogram(plt, db, out / img, f"{title}: {Path(rel).stem}", config, vmax)
+                _save_spectrogram(plt, db, out / img, None, config, vmax)
                 cards.append(_card(Path(rel).stem, img, rel))
             body.append(f"<h2>{html.escape(title)}</h2><div class='grid'>{''.join(cards)}</div>")
     page = ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
