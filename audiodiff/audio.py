@@ -8,6 +8,7 @@ training, validation, vocoding of audio files and the tests all use it.
 """
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 
@@ -136,6 +137,12 @@ class MelSpectrogram(nn.Module):
             return torch.log(torch.clamp(mel, min=1e-5))
         db = 20 * torch.log10(torch.clamp(mel, min=1e-5)) - 20
         return torch.clamp((db + 100) / 100, 0.0, 1.0)
+
+
+def ln_mel_transform(config: AudioConfig) -> MelSpectrogram:
+    """The model's mel settings with natural-log compression whatever its preset: the
+    common scale of the metrics and report images, so numbers read the same for every recipe."""
+    return MelSpectrogram(dataclasses.replace(config, compression="ln"))
 
 
 def mel_value_range(config: AudioConfig) -> tuple[float, float]:

@@ -48,7 +48,7 @@ def run_check(recipe: Recipe, name: str, out: Console, err: Console, write: bool
 
 def check_table(survey: Survey, name: str) -> Table:
     """The rich table `audiodiff data check` prints."""
-    recipe, data = survey.recipe, survey.recipe.data
+    data = survey.recipe.data
     table = Table(title=f"Data check: {name}", show_header=False, title_justify="left")
     table.add_column("what", style="bold")
     table.add_column("value")

@@ -23,7 +23,6 @@ flatness.
 """
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import math
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from audiodiff.audio import MelSpectrogram, resample
+from audiodiff.audio import ln_mel_transform, resample
 from audiodiff.errors import AudiodiffError
 from audiodiff.recipe import AudioConfig
 
@@ -122,7 +121,7 @@ def log_mel_distance(reference: torch.Tensor, estimate: torch.Tensor, config: Au
     the number reads the same for every recipe. Inputs [samples]; the longer is trimmed.
     """
     n = min(reference.shape[-1], estimate.shape[-1])
-    mel = MelSpectrogram(dataclasses.replace(config, compression="ln"))
+    mel = ln_mel_transform(config)
     with torch.no_grad():
         a = mel(torch.as_tensor(reference[..., :n], dtype=torch.float32).cpu())
         b = mel(torch.as_tensor(estimate[..., :n], dtype=torch.float32).cpu())
@@ -168,7 +167,7 @@ def cepstrum_of_log_mel(log_mel: np.ndarray, order: int = MCD_ORDER) -> np.ndarr
 
 def mel_cepstrum(wav, config: AudioConfig, order: int = MCD_ORDER) -> np.ndarray:
     """[frames, order + 1] mel-cepstra of a waveform, from its ln mel magnitude (model's settings)."""
-    mel = MelSpectrogram(dataclasses.replace(config, compression="ln"))
+    mel = ln_mel_transform(config)
     with torch.no_grad():
         return cepstrum_of_log_mel(mel(_tensor(wav)).numpy(), order)
 
@@ -309,7 +308,7 @@ def set_features(clips, config: AudioConfig) -> SetFeatures:
     """Pool the features of `clips` (an iterable of [samples] arrays at config.sample_rate)."""
     import librosa
 
-    mel = MelSpectrogram(dataclasses.replace(config, compression="ln"))
+    mel = ln_mel_transform(config)
     mel_sum, frames, loud, flat, count = None, 0, [], [], 0
     for clip in clips:
         x = _tensor(clip)

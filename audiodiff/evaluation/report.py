@@ -6,9 +6,7 @@ with matplotlib (part of the `eval` extra) on its non-interactive Agg backend.
 """
 from __future__ import annotations
 
-import dataclasses
 import html
-import math
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +14,7 @@ import soundfile as sf
 import torch
 
 from audiodiff.atomic import atomic_path
-from audiodiff.audio import MelSpectrogram
+from audiodiff.audio import ln_mel_transform
 from audiodiff.evaluation.evaluate import GRIFFIN_LIM, HALVES, MODEL, NOISE, REFERENCE, EvalResult
 from audiodiff.evaluation.metrics import format_value, require_eval_extra
 from audiodiff.recipe import AudioConfig
@@ -60,7 +58,7 @@ _fmt = format_value
 
 def _spectrogram_db(path: Path, config: AudioConfig) -> np.ndarray:
     wav, _ = sf.read(str(path), dtype="float32", always_2d=True)
-    mel = MelSpectrogram(dataclasses.replace(config, compression="ln"))
+    mel = ln_mel_transform(config)
     with torch.no_grad():
         ln = mel(torch.from_numpy(wav.mean(axis=1))).numpy()
     return ln * (20.0 / np.log(10.0))  # ln magnitude -> dB
