@@ -7,9 +7,9 @@ from conftest import TINY
 from test_eval_cli import run_cli
 
 
-def test_bench_recipe_random_weights(tmp_path, monkeypatch, capsys):
+def test_bench_recipe_random_weights(tmp_path, run_main):
     target = tmp_path / "bench.json"
-    code, stdout, stderr = run_cli(monkeypatch, capsys, "bench", "--recipe", TINY, "--seconds", 0.5, "--steps", "1,2",
+    code, stdout, stderr = run_cli(run_main, "bench", "--recipe", TINY, "--seconds", 0.5, "--steps", "1,2",
                                    "--threads", 1, "--device", "cpu", "--json", target)
     assert code == 0, stderr
     doc = json.loads(target.read_text())
@@ -25,9 +25,9 @@ def test_bench_recipe_random_weights(tmp_path, monkeypatch, capsys):
         assert word in stdout, word
 
 
-def test_bench_unconditional_samples(tmp_path, monkeypatch, capsys):
+def test_bench_unconditional_samples(tmp_path, run_main):
     target = tmp_path / "bench.json"
-    code, stdout, stderr = run_cli(monkeypatch, capsys, "bench", "--recipe", TINY, "--set", "model.conditional=false",
+    code, stdout, stderr = run_cli(run_main, "bench", "--recipe", TINY, "--set", "model.conditional=false",
                                    "--seconds", 0.25, "--steps", "2", "--runs", 1, "--warmup", 0, "--threads", 1,
                                    "--device", "cpu", "--json", target)
     assert code == 0, stderr
@@ -35,11 +35,11 @@ def test_bench_unconditional_samples(tmp_path, monkeypatch, capsys):
     assert r["task"] == "sample" and r["rtf"] > 0 and r["output_samples"] == int(0.25 * 22050)
 
 
-def test_bench_user_errors(tmp_path, monkeypatch, capsys):
+def test_bench_user_errors(tmp_path, run_main):
     for args, word in [((), "--recipe"), (("--recipe", TINY, "-c", tmp_path / "x.pt"), "--recipe"),
                        (("--recipe", tmp_path / "none.toml"), "none.toml"), (("--recipe", TINY, "--steps", "a"), "--steps"),
                        (("--recipe", TINY, "--seconds", "0"), "--seconds")]:
-        code, _, stderr = run_cli(monkeypatch, capsys, "bench", *args, "--json", tmp_path / "b.json")
+        code, _, stderr = run_cli(run_main, "bench", *args, "--json", tmp_path / "b.json")
         assert code == 2, (args, stderr)
         errors = [line for line in stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and word in errors[0], (args, stderr)
