@@ -71,7 +71,8 @@ def output_format(path: str | Path) -> tuple[str, str]:
     return fmt
 
 
-def save_audio(path: str | Path, wav: np.ndarray | torch.Tensor, sample_rate: int) -> Path:
+def save_audio(path: str | Path, wav: np.ndarray | torch.Tensor, sample_rate: int,
+               fsync: bool = True) -> Path:
     """Write [samples] audio in [-1, 1] as 16-bit wav or flac, atomically.
 
     The file appears complete or not at all: it is written to a temp file in the same
@@ -82,7 +83,7 @@ def save_audio(path: str | Path, wav: np.ndarray | torch.Tensor, sample_rate: in
     if isinstance(wav, torch.Tensor):
         wav = wav.detach().float().cpu().numpy()
     wav = np.clip(np.asarray(wav, dtype=np.float32).reshape(-1), -1.0, 1.0)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, fsync=fsync) as tmp:
         sf.write(tmp, wav, sample_rate, format=fmt[0], subtype=fmt[1])
     return path
 

@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-import soundfile as sf
 
-from audiodiff.audio import load_audio
+from audiodiff.audio import load_audio, save_audio
 from audiodiff.data.sources import Clip
 
-_PEAK_16 = 32767 / 32768
 
 
 def cache_path(cache_dir: str | Path, root: str | Path, path: Path, rate: int) -> Path:
@@ -78,23 +74,10 @@ def write_cache(clips: list[Clip], cache_dir: str, root: str, rate: int,
         if is_fresh(target, clip.path):
             kept += 1
         else:
-            wav = np.clip(load_audio(clip.path, rate), -1.0, _PEAK_16)  # resampling may overshoot
-            _write_wav(target, wav, rate)
+            # save_audio clips to [-1, 1] (resampling may overshoot) and renames atomically;
+            # no fsync: a copy damaged by a power cut fails to read and training uses the source
+            save_audio(target, load_audio(clip.path, rate), rate, fsync=False)
             written += 1
         if on_file is not None:
             on_file(clip.path)
     return written, kept
-
-
-def _write_wav(target: Path, wav: np.ndarray, rate: int) -> None:
-    """Temp file, then rename: a killed run leaves no half-written copy. Not fsynced (one
-    fsync per file made writing thousands of small files 10x slower); a copy damaged by
-    a power cut fails to read and training falls back to the source file."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        sf.write(str(tmp), wav, rate, format="WAV", subtype="PCM_16")
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

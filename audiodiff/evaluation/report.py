@@ -10,11 +10,10 @@ import html
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 
 from audiodiff.atomic import atomic_path
-from audiodiff.audio import ln_mel_transform
+from audiodiff.audio import ln_mel_transform, load_audio
 from audiodiff.evaluation.evaluate import GRIFFIN_LIM, HALVES, MODEL, NOISE, REFERENCE, EvalResult
 from audiodiff.evaluation.metrics import format_value, require_eval_extra
 from audiodiff.recipe import AudioConfig
@@ -57,10 +56,10 @@ _fmt = format_value
 
 
 def _spectrogram_db(path: Path, config: AudioConfig) -> np.ndarray:
-    wav, _ = sf.read(str(path), dtype="float32", always_2d=True)
+    wav = load_audio(path, config.sample_rate)
     mel = ln_mel_transform(config)
     with torch.no_grad():
-        ln = mel(torch.from_numpy(wav.mean(axis=1))).numpy()
+        ln = mel(torch.from_numpy(wav)).numpy()
     return ln * (20.0 / np.log(10.0))  # ln magnitude -> dB
 
 
