@@ -10,6 +10,8 @@ A checkpoint is a dict of plain types and tensors:
     ema       network state dict (EMA weights: what inference uses)
     optimizer optimizer state dict, or None in an inference-only file
     extra     dict of plain values (e.g. generator state, run info)
+    schedules optional: {"N": SearchedSchedule.to_dict()} from `audiodiff schedule search`
+    default_steps optional: the step count `vocode` uses when none is asked for
 
 It is written to a temp file in the same folder, flushed, and renamed, so a killed
 process leaves either the old file or the new one. It is read with
@@ -27,6 +29,7 @@ from typing import Any
 import torch
 
 from audiodiff.atomic import atomic_path
+from audiodiff.diffusion import SearchedSchedule
 from audiodiff.errors import CheckpointError, RecipeError
 from audiodiff.recipe import Recipe
 
@@ -36,12 +39,18 @@ REQUIRED = ("format", "version", "step", "recipe", "model", "ema")
 
 
 def save_checkpoint(path: str | Path, *, recipe: Recipe, model: dict, ema: dict, step: int,
-                    optimizer: dict | None = None, extra: dict[str, Any] | None = None) -> Path:
+                    optimizer: dict | None = None, extra: dict[str, Any] | None = None,
+                    schedules: dict[int, SearchedSchedule] | None = None,
+                    default_steps: int | None = None) -> Path:
     """Write a checkpoint atomically; returns its path."""
     path = Path(path)
     payload = {"format": FORMAT, "version": FORMAT_VERSION, "step": int(step),
                "recipe": recipe.to_dict(), "model": model, "ema": ema,
                "optimizer": optimizer, "extra": dict(extra or {})}
+    if schedules:
+        payload["schedules"] = {str(n): s.to_dict() for n, s in sorted(schedules.items())}
+    if default_steps is not None:
+        payload["default_steps"] = int(default_steps)
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return path
@@ -74,7 +83,51 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         data["recipe_obj"] = Recipe.from_dict(data["recipe"], where=f"{path} (recipe)")
     except RecipeError as exc:
         raise CheckpointError(str(exc)) from None
+    data["schedules_obj"] = _searched_schedules(path, data.get("schedules") or {})
+    steps = data.get("default_steps")
+    if steps is not None and (not isinstance(steps, int) or steps < 1):
+        raise CheckpointError(f"{path}: default_steps {steps!r} is not a positive integer")
     return data
+
+
+def _searched_schedules(path: Path, table: Any) -> dict[int, SearchedSchedule]:
+    """The checkpoint's `schedules` table as {steps: SearchedSchedule}, checked."""
+    if not isinstance(table, dict):
+        raise CheckpointError(f"{path}: schedules is not a table")
+    out = {}
+    for key, value in table.items():
+        try:
+            found = SearchedSchedule.from_dict(value)
+            if int(key) != len(found.betas):
+                raise ValueError(f"holds {len(found.betas)} betas")
+        except ValueError as exc:
+            raise CheckpointError(f"{path}: searched schedule {key!r}: {exc}") from None
+        out[int(key)] = found
+    return out
+
+
+def save_searched_copy(data: dict[str, Any], path: str | Path, schedules: dict[int, SearchedSchedule],
+                       default_steps: int | None = None) -> Path:
+    """Write `data` (from load_checkpoint) to `path` with these searched schedules merged
+    into its own (a step count searched again is replaced) and, if given, a new default
+    step count. Atomic; every other entry is kept as it was."""
+    merged = {**data.get("schedules_obj", {}), **schedules}
+    steps = data.get("default_steps") if default_steps is None else default_steps
+    return save_checkpoint(path, recipe=data["recipe_obj"], model=data["model"], ema=data["ema"],
+                           step=data["step"], optimizer=data.get("optimizer"), extra=data.get("extra"),
+                           schedules=merged, default_steps=steps)
+
+
+def export_inference_copy(data: dict[str, Any], path: str | Path, half: bool = True,
+                          default_steps: int | None = None) -> Path:
+    """Write the inference-only form of a loaded checkpoint: its EMA weights (as float16
+    when `half`: a quarter of a training checkpoint, which also holds raw weights and
+    Adam's two moments), its recipe, step, searched schedules and default step count;
+    no raw weights, no optimizer state. Loading casts the weights back to float32."""
+    ema = {k: v.half() if half and v.is_floating_point() else v for k, v in data["ema"].items()}
+    steps = data.get("default_steps") if default_steps is None else default_steps
+    return save_checkpoint(path, recipe=data["recipe_obj"], model={}, ema=ema, step=data["step"],
+                           extra=data.get("extra"), schedules=data.get("schedules_obj"), default_steps=steps)
 
 
 def latest_checkpoint(folder: str | Path) -> Path | None:

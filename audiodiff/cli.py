@@ -24,7 +24,8 @@ err = Console(stderr=True)
 CheckpointOpt = Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="Checkpoint (.pt). Default: the shipped model.")]
 DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")]
 SeedOpt = Annotated[int, typer.Option(help="Seed of the sampling noise.")]
-SamplerOpt = Annotated[str, typer.Option(help="ddpm (ancestral) or ddim (deterministic).")]
+PrecisionOpt = Annotated[str, typer.Option(help="fp32, bf16 or fp16 (fp16: CUDA only; bf16 on CPU is allowed but fast only with bf16 instructions).")]
+SamplerOpt = Annotated[Optional[str], typer.Option(help="ddpm (ancestral) or ddim (deterministic). Default: the checkpoint's searched choice for the step count, else ddpm.")]
 
 
 @app.command()
@@ -36,10 +37,12 @@ def train(
     device: DeviceOpt = "auto",
     seed: Annotated[Optional[int], typer.Option(help="Seed (overrides train.seed).")] = None,
 ) -> None:
-    """Train a model from a recipe; resumes from the newest checkpoint in --out."""
+    """Train a model from a recipe; resumes from the newest checkpoint in --out. Under torchrun, data-parallel."""
+    from audiodiff.distributed import is_main_process
     from audiodiff.recipe import load_recipe
     from audiodiff.training import train as run_training
 
+    err.quiet = not is_main_process()  # under torchrun only rank 0 prints
     overrides = list(set_ or [])
     if max_steps is not None:
         overrides.append(f"train.max_steps={max_steps}")
@@ -61,23 +64,26 @@ def vocode(
     checkpoint: CheckpointOpt = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output .wav/.flac (one input).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option(help="Output folder (any number of inputs); files keep their stem.")] = None,
-    steps: Annotated[int, typer.Option(help="Network evaluations: 6 = fast schedule, 50 = full.")] = 6,
-    sampler: SamplerOpt = "ddpm",
+    steps: Annotated[Optional[int], typer.Option(help="Network evaluations (default: the checkpoint's default, else 6). A searched schedule for this count is used if the checkpoint has one; 50 = the full training schedule.")] = None,
+    sampler: SamplerOpt = None,
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
+    precision: PrecisionOpt = "fp32",
 ) -> None:
     """Turn mel spectrograms (or the mels of audio files) into waveforms."""
     from audiodiff.audio import MEL_SUFFIXES, load_audio, load_mel, output_format, save_audio
     from audiodiff.inference import Vocoder
-    from audiodiff.pretrained import default_checkpoint
+    from audiodiff.pretrained import default_checkpoint, describe_checkpoint
 
     if output is not None and len(inputs) > 1:
         raise AudiodiffError("-o names one output file; use --out-dir for several inputs")
     if output is not None:
         output_format(output)
     ckpt = checkpoint or default_checkpoint("vocoder")
-    vocoder = Vocoder.from_checkpoint(ckpt, device=device)
-    err.print(f"Model: {ckpt} (step {vocoder.step}, {vocoder.sample_rate} Hz, preset {vocoder.recipe.audio.preset})")
+    vocoder = Vocoder.from_checkpoint(ckpt, device=device, precision=precision)
+    steps = steps or vocoder.default_steps
+    err.print(f"Model: {describe_checkpoint(ckpt, 'vocoder')} (step {vocoder.step}, {vocoder.sample_rate} Hz, preset {vocoder.recipe.audio.preset}; "
+              f"{vocoder.describe_sampling(steps, sampler)})", highlight=False)
     jobs = []  # read every input first: a bad one fails before any work is done
     for path in inputs:
         if path.suffix.lower() in MEL_SUFFIXES:
@@ -101,21 +107,23 @@ def sample(
     output: Annotated[Path, typer.Option("--output", "-o", help="Output .wav/.flac; with -n > 1, numbered NAME-0.wav, NAME-1.wav ...")],
     checkpoint: CheckpointOpt = None,
     count: Annotated[int, typer.Option("-n", "--count", help="Number of clips.")] = 1,
-    steps: Annotated[Optional[int], typer.Option(help="Network evaluations (default: the training schedule's length).")] = None,
-    sampler: SamplerOpt = "ddpm",
+    steps: Annotated[Optional[int], typer.Option(help="Network evaluations (default: the checkpoint's default, else the training schedule's length).")] = None,
+    sampler: SamplerOpt = None,
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
+    precision: PrecisionOpt = "fp32",
 ) -> None:
     """Generate sound unconditionally from an unconditional model."""
     from audiodiff.audio import output_format, save_audio
     from audiodiff.inference import Generator
-    from audiodiff.pretrained import default_checkpoint
+    from audiodiff.pretrained import default_checkpoint, describe_checkpoint
 
     output_format(output)
     ckpt = checkpoint or default_checkpoint("generator")
-    generator = Generator.from_checkpoint(ckpt, device=device)
+    generator = Generator.from_checkpoint(ckpt, device=device, precision=precision)
     n_steps = steps or generator.default_steps
-    err.print(f"Model: {ckpt} (step {generator.step}, {generator.sample_rate} Hz, {n_steps} steps)")
+    err.print(f"Model: {describe_checkpoint(ckpt, 'generator')} (step {generator.step}, {generator.sample_rate} Hz; "
+              f"{generator.describe_sampling(n_steps, sampler)})", highlight=False)
     with _progress() as progress:
         task = progress.add_task("sample", total=n_steps)
         clips = generator.generate(seconds, count=count, steps=n_steps, sampler=sampler, seed=seed,
@@ -128,22 +136,74 @@ def sample(
 
 @app.command()
 def info(checkpoint: CheckpointOpt = None) -> None:
-    """Describe a checkpoint: what it is, its settings and training step."""
-    from audiodiff.checkpoint import load_checkpoint
-    from audiodiff.pretrained import default_checkpoint
+    """Describe a checkpoint, or without -c the shipped default models: what each is,
+    what it was trained on, its steps, default step count, schedules and speed."""
+    from audiodiff.pretrained import DEFAULTS, KINDS, model_card
 
-    ckpt = checkpoint or default_checkpoint("vocoder")
+    out = Console()
+    if checkpoint is not None:
+        _describe(out, checkpoint, None)
+        return
+    shipped = [kind for kind in KINDS if DEFAULTS[kind].is_file()]
+    if not shipped:
+        raise AudiodiffError("no default models are shipped in this install; pass -c CHECKPOINT")
+    for kind in shipped:
+        out.print(f"[bold]Default {kind}[/] (used by `audiodiff {'vocode' if kind == 'vocoder' else 'sample'}` "
+                  f"without -c)")
+        _describe(out, DEFAULTS[kind], model_card(kind))
+        out.print()
+
+
+def _describe(out: Console, ckpt: Path, card) -> None:
+    """Print one checkpoint's description (and its model card, for a shipped default)."""
+    from audiodiff.checkpoint import load_checkpoint
+
     data = load_checkpoint(ckpt)
     r = data["recipe_obj"]
     params = sum(t.numel() for t in data["ema"].values())
     kind = "vocoder (mel-conditioned)" if r.model.conditional else "unconditional generator"
-    out = Console()
-    out.print(f"[bold]{ckpt}[/]: {kind}, step {data['step']}")
-    out.print(f"  audio: {r.audio.sample_rate} Hz, preset {r.audio.preset}, {r.audio.n_mels} mels, hop {r.audio.hop_length}")
-    out.print(f"  model: {r.model.residual_layers} layers x {r.model.residual_channels} channels, "
-              f"dilation cycle {r.model.dilation_cycle}, {params / 1e6:.2f} M parameters")
-    out.print(f"  diffusion: {r.diffusion.schedule} x {r.diffusion.steps}, fast schedule {len(r.diffusion.fast_betas)} steps")
-    out.print(f"  data: {r.data.source} at {r.data.root}")
+    say = lambda text: out.print(text, highlight=False)  # noqa: E731
+    say(f"{f'{card.name}: ' if card else ''}{ckpt}: {kind}, trained {data['step']} steps")
+    if card:
+        say(f"  {card.summary}")
+        say(f"  trained on: {card.trained_on}")
+        say(f"  licence: {card.license}")
+        say(f"  training: {card.train_hours:g} hours on {card.hardware}: {card.training}")
+        say(f"  speed: {card.speed}")
+        if card.quality:
+            say(f"  quality: {card.quality}")
+    say(f"  audio: {r.audio.sample_rate} Hz, preset {r.audio.preset}, {r.audio.n_mels} mels, hop {r.audio.hop_length}")
+    say(f"  model: {r.model.residual_layers} layers x {r.model.residual_channels} channels, "
+        f"dilation cycle {r.model.dilation_cycle}, {params / 1e6:.2f} M parameters")
+    say(f"  diffusion: {r.diffusion.schedule} x {r.diffusion.steps}, fast schedule {len(r.diffusion.fast_betas)} steps")
+    if not card:
+        say(f"  data: {r.data.source} at {r.data.root}")
+    default = data.get("default_steps") or (6 if r.model.conditional else r.diffusion.steps)
+    say(f"  default steps: {default}{'' if data.get('default_steps') else ' (not set in the checkpoint)'}")
+    for n, found in sorted(data["schedules_obj"].items()):
+        say(f"  searched {n}-step schedule: {found.sampler}"
+            f"{f' eta {found.eta:.2f}' if found.sampler == 'ddim' else ''}, {found.metric} {found.score:.3f} "
+            f"on {found.clips} clip(s), betas {', '.join(f'{b:.3g}' for b in found.betas)}")
+
+
+@app.command()
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="Training checkpoint (.pt).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Inference-only checkpoint to write.")],
+    fp32: Annotated[bool, typer.Option("--fp32", help="Keep float32 weights (default: float16, half the size).")] = False,
+    default_steps: Annotated[Optional[int], typer.Option(help="Store this as the default step count.")] = None,
+) -> None:
+    """Write an inference-only copy of a checkpoint: EMA weights (float16), recipe, searched schedules."""
+    from audiodiff.checkpoint import export_inference_copy, load_checkpoint
+
+    if output.resolve() == checkpoint.resolve():
+        raise AudiodiffError(f"-o {output} is the input checkpoint; write the export elsewhere")
+    if default_steps is not None and default_steps < 1:
+        raise AudiodiffError(f"--default-steps {default_steps}: must be >= 1")
+    data = load_checkpoint(checkpoint)
+    export_inference_copy(data, output, half=not fp32, default_steps=default_steps)
+    err.print(f"{checkpoint} ({checkpoint.stat().st_size / 2 ** 20:.1f} MiB) -> {output} "
+              f"({output.stat().st_size / 2 ** 20:.2f} MiB, step {data['step']})", highlight=False)
 
 
 @app.command("eval")
@@ -154,7 +214,7 @@ def eval_(
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default eval/<checkpoint stem>): results.csv, results.json, report.html, img/, audio/.")] = None,
     count: Annotated[int, typer.Option("-n", "--count", help="Unconditional models: clips generated per step count.")] = 8,
     seconds: Annotated[Optional[float], typer.Option(help="Unconditional models: length of each clip (default: the median reference length, at most 10 s).")] = None,
-    sampler: SamplerOpt = "ddpm",
+    sampler: SamplerOpt = None,
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
 ) -> None:
@@ -248,6 +308,65 @@ def data_check(
 
     parsed = load_recipe(recipe, list(set_ or []))
     run_check(parsed, str(recipe), out=Console(), err=err, write=write_cache, show=show)
+
+
+schedule_app = typer.Typer(no_args_is_help=True, help="Find few-step sampling schedules for a trained vocoder.")
+app.add_typer(schedule_app, name="schedule")
+
+
+@schedule_app.command("search")
+def schedule_search(
+    clips: Annotated[list[Path], typer.Argument(help="Held-out audio files or folders to search on (never the clips you report on).")],
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="Vocoder checkpoint (.pt) to search schedules for.")],
+    steps: Annotated[str, typer.Option(help="Comma-separated step counts.")] = "2,3,4,6",
+    metric: Annotated[str, typer.Option(help="pesq (PESQ wideband, higher is better), logmel or mrstft (lower is better).")] = "pesq",
+    budget_minutes: Annotated[float, typer.Option(help="Time budget for the whole search, shared by step count.")] = 10.0,
+    out: Annotated[Optional[Path], typer.Option(help="Checkpoint to write (default: CKPT's name + .searched.pt).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Allow --out to be the input checkpoint.")] = False,
+    default_steps: Annotated[Optional[int], typer.Option(help="Also store this as the step count vocode uses by default.")] = None,
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+) -> None:
+    """Search noise schedules per step count on held-out clips; store the best in a copy of the checkpoint."""
+    from rich.table import Table
+
+    from audiodiff.audio import load_audio
+    from audiodiff.checkpoint import load_checkpoint, save_searched_copy
+    from audiodiff.evaluation.evaluate import collect_audio, parse_steps
+    from audiodiff.inference import Vocoder
+    from audiodiff.schedule_search import METRICS, ClipScorer, search
+
+    if metric not in METRICS:
+        raise AudiodiffError(f"--metric {metric!r}: choose one of {', '.join(METRICS)}")
+    target = out or checkpoint.with_name(f"{checkpoint.stem}.searched.pt")
+    if target.resolve() == checkpoint.resolve() and not overwrite:
+        raise AudiodiffError(f"--out {target} is the input checkpoint; pass --overwrite to replace it")
+    counts = parse_steps(steps)
+    if default_steps is not None and default_steps not in counts:
+        raise AudiodiffError(f"--default-steps {default_steps} is not one of the searched --steps {steps}")
+    data = load_checkpoint(checkpoint)
+    vocoder = Vocoder.from_checkpoint_data(data, str(checkpoint), device)
+    files = collect_audio(clips)
+    audio = [load_audio(f, vocoder.sample_rate) for f in files]
+    scorer = ClipScorer(vocoder, audio, metric, seed=seed)
+    err.print(f"Searching {steps} steps on {len(files)} clip(s) by {METRICS[metric][1]}, "
+              f"budget {budget_minutes:g} min", highlight=False)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err) as progress:
+        task = progress.add_task("search", total=1.0)
+        results = search(scorer, counts, budget_minutes * 60, seed=seed,
+                         on_progress=lambda f, line: progress.update(task, completed=f, description=line))
+    save_searched_copy(data, target, {r.steps: r.best for r in results}, default_steps)
+    table = Table(title=f"{METRICS[metric][1]} ({'higher' if scorer.higher_is_better else 'lower'} is better), "
+                        f"mean over {len(files)} search clip(s)")
+    for name in ("steps", "searched betas", "sampler", "searched", "default rule", "train sub-sampled", "DDIM", "tried"):
+        table.add_column(name, justify="right" if name not in ("searched betas", "sampler") else "left")
+    for r in results:
+        b = r.best
+        table.add_row(str(r.steps), ", ".join(f"{x:.3g}" for x in b.betas),
+                      b.sampler + (f" eta {b.eta:.2f}" if b.sampler == "ddim" else ""), f"{b.score:.3f}",
+                      *(f"{r.baselines[k]:.3f}" for k in ("default", "train-subsampled", "ddim")), str(r.evaluations))
+    Console().print(table)
+    err.print(f"Wrote {target} (the default rule at 6 steps is the recipe's fast schedule, lmnt's)", highlight=False)
 
 
 def _progress() -> Progress:

@@ -108,14 +108,71 @@ def sample_noise_levels(schedule: Schedule, batch: int, generator: torch.Generat
 
 
 def diffusion_loss(network: torch.nn.Module, audio: torch.Tensor, cond: torch.Tensor | None,
-                   schedule: Schedule, generator: torch.Generator) -> torch.Tensor:
+                   schedule: Schedule, generator: torch.Generator, offset: int = 0,
+                   total: int | None = None) -> torch.Tensor:
     """L1 between the true and predicted noise (DiffWave's loss).
 
     audio [B, 1, T] clean; cond [B, n_mels, T] or None. Randomness comes from
     `generator` only (a CPU generator), so a seeded run repeats exactly.
+
+    When `audio` is rows [offset, offset + B) of a larger batch of `total` rows (one
+    process's or one accumulation step's share of a global batch), noise levels and
+    noise are drawn for all `total` rows and this share's rows are used: however a
+    batch is split, each crop meets the same noise as in the whole batch.
     """
-    level = sample_noise_levels(schedule, audio.shape[0], generator).to(audio.device)
-    eps = torch.randn(audio.shape, generator=generator).to(audio.device)
+    rows = slice(offset, offset + audio.shape[0])
+    total = audio.shape[0] if total is None else total
+    level = sample_noise_levels(schedule, total, generator)[rows].to(audio.device)
+    eps = torch.randn((total, *audio.shape[1:]), generator=generator)[rows].to(audio.device)
     a = level.view(-1, 1, 1)
     noisy = a * audio + (1 - a ** 2).sqrt() * eps
     return (network(noisy, level, cond) - eps).abs().mean()
+
+
+SAMPLER_NAMES = ("ddpm", "ddim")
+
+
+@dataclass(frozen=True)
+class SearchedSchedule:
+    """A sampling schedule found by `audiodiff schedule search`, as stored in a checkpoint.
+
+    `betas` [steps] (step 0, least noise, first) with the sampler that scored best with
+    them ('ddpm' ancestral, or 'ddim' with noise scale `eta`), the metric, its mean
+    score on the search clips, and how many clips that was.
+    """
+    betas: tuple[float, ...]
+    sampler: str = "ddpm"
+    eta: float = 0.0
+    metric: str = ""
+    score: float = float("nan")
+    clips: int = 0
+
+    def __post_init__(self) -> None:
+        if self.sampler not in SAMPLER_NAMES:
+            raise ValueError(f"sampler {self.sampler!r} is not one of {', '.join(SAMPLER_NAMES)}")
+        if not 0.0 <= self.eta <= 1.0:
+            raise ValueError(f"eta {self.eta} is not in [0, 1]")
+        Schedule.from_betas(self.betas)  # validates: non-empty, each in (0, 1)
+
+    @property
+    def schedule(self) -> Schedule:
+        return Schedule.from_betas(self.betas)
+
+    def to_dict(self) -> dict:
+        return {"betas": [float(b) for b in self.betas], "sampler": self.sampler, "eta": float(self.eta),
+                "metric": self.metric, "score": float(self.score), "clips": int(self.clips)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SearchedSchedule:
+        """Rebuild from `to_dict()`; ValueError (saying what is wrong) for anything else."""
+        if not isinstance(d, dict) or not isinstance(d.get("betas"), (list, tuple)):
+            raise ValueError("a searched schedule must be a table with a list of betas")
+        unknown = set(d) - {"betas", "sampler", "eta", "metric", "score", "clips"}
+        if unknown:
+            raise ValueError(f"unknown keys {', '.join(sorted(unknown))}")
+        try:
+            return cls(betas=tuple(float(b) for b in d["betas"]), sampler=str(d.get("sampler", "ddpm")),
+                       eta=float(d.get("eta", 0.0)), metric=str(d.get("metric", "")),
+                       score=float(d.get("score", float("nan"))), clips=int(d.get("clips", 0)))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(str(exc)) from None

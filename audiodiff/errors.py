@@ -21,3 +21,7 @@ class AudioError(AudiodiffError):
 
 class CheckpointError(AudiodiffError):
     """A checkpoint is missing, corrupt, or not an audiodiff checkpoint."""
+
+
+class TrainingStopped(AudiodiffError):
+    """Training cannot go on (e.g. too many non-finite losses in a row); the last checkpoint is intact."""

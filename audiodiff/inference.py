@@ -23,9 +23,10 @@ import torch
 
 from audiodiff.audio import MelSpectrogram, check_mel
 from audiodiff.checkpoint import load_checkpoint
-from audiodiff.diffusion import Schedule, inference_schedule, training_schedule
-from audiodiff.errors import AudiodiffError
+from audiodiff.diffusion import SearchedSchedule, Schedule, inference_schedule, training_schedule
+from audiodiff.errors import AudiodiffError, CheckpointError
 from audiodiff.model import DiffWave
+from audiodiff.precision import autocast, check_precision
 from audiodiff.recipe import Recipe
 from audiodiff.samplers import SAMPLERS, Denoiser, StepCallback
 
@@ -118,48 +119,88 @@ class _Model:
     """Shared by Vocoder and Generator: a network, its recipe, a device, sampling."""
 
     def __init__(self, network: DiffWave, recipe: Recipe, device: str | torch.device = "cpu",
-                 step: int = 0, source: str = "<memory>"):
+                 step: int = 0, source: str = "<memory>",
+                 searched: dict[int, SearchedSchedule] | None = None, default_steps: int | None = None,
+                 precision: str = "fp32"):
         self.device = resolve_device(device)
+        check_precision(precision, self.device, "precision")
+        self.precision = precision  # fp32, or bf16/fp16 autocast of the network (see precision.py)
         if self.device.type == "cpu":
             keep_freed_memory()
         self.network = network.to(self.device).eval()
         self.recipe = recipe
         self.step = step
         self.source = source
+        self.searched = dict(searched or {})
+        self._default_steps = default_steps
         self.chunk_samples = CHUNK_SAMPLES
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", ema: bool = True):
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", ema: bool = True,
+                        precision: str = "fp32"):
         """Load a checkpoint written by `audiodiff train` (EMA weights by default)."""
-        return cls.from_checkpoint_data(load_checkpoint(path), str(path), device, ema)
+        return cls.from_checkpoint_data(load_checkpoint(path), str(path), device, ema, precision)
 
     @classmethod
     def from_checkpoint_data(cls, data: dict, source: str, device: str | torch.device = "cpu",
-                             ema: bool = True):
+                             ema: bool = True, precision: str = "fp32"):
         """Build from what `checkpoint.load_checkpoint` returned."""
         recipe = data["recipe_obj"]
         network = DiffWave.from_recipe(recipe)
+        if not ema and not data["model"]:
+            raise CheckpointError(f"{source}: an inference-only checkpoint (audiodiff export) holds EMA weights only")
         network.load_state_dict(data["ema" if ema else "model"])
-        return cls(network, recipe, device=device, step=data["step"], source=source)
+        return cls(network, recipe, device=device, step=data["step"], source=source,
+                   searched=data.get("schedules_obj"), default_steps=data.get("default_steps"),
+                   precision=precision)
 
     @property
     def sample_rate(self) -> int:
         return self.recipe.audio.sample_rate
 
     def schedule(self, steps: int) -> Schedule:
-        """The noise schedule used for `steps` network evaluations."""
-        return inference_schedule(self.recipe.diffusion, steps)
+        """The noise schedule used for `steps` network evaluations: the searched one
+        stored in the checkpoint if there is one, else the recipe's default rule."""
+        found = self.searched.get(steps)
+        return found.schedule if found else inference_schedule(self.recipe.diffusion, steps)
 
-    def _sample(self, cond, batch: int, length: int, steps: int, sampler: str, seed: int | None,
-                generator: torch.Generator | None, on_step: StepCallback) -> torch.Tensor:
+    def sampling(self, steps: int, sampler: str | None = None) -> tuple[Schedule, str, float]:
+        """(schedule, sampler, eta) for `steps` evaluations. `sampler` None takes the
+        searched schedule's sampler and eta (else 'ddpm'); naming one keeps the searched
+        betas but uses that sampler (ddim with eta 0 unless the search chose ddim)."""
+        found = self.searched.get(steps)
+        if sampler is None:
+            sampler = found.sampler if found else "ddpm"
         if sampler not in SAMPLERS:
+            raise AudiodiffError(f"unknown sampler {sampler!r} (known: {', '.join(SAMPLERS)})")
+        eta = found.eta if found and found.sampler == sampler else 0.0
+        return self.schedule(steps), sampler, eta
+
+    def describe_sampling(self, steps: int, sampler: str | None = None) -> str:
+        """One line for the CLI: which schedule and sampler `steps` evaluations use."""
+        _, name, eta = self.sampling(steps, sampler)
+        found = self.searched.get(steps)
+        how = (f"searched schedule ({found.metric} {found.score:.3f} on {found.clips} clips)" if found
+               else "default schedule")
+        return f"{steps} steps, {how}, {name}" + (f" eta {eta:g}" if name == "ddim" else "")
+
+    def _sample(self, cond, batch: int, length: int, steps: int, sampler: str | None, seed: int | None,
+                generator: torch.Generator | None, on_step: StepCallback,
+                schedule: Schedule | None = None, eta: float | None = None) -> torch.Tensor:
+        """[batch, length] samples. An explicit `schedule` (with `sampler` and `eta`)
+        overrides the model's own choice for `steps` (the schedule search uses this)."""
+        if schedule is None:
+            schedule, sampler, found_eta = self.sampling(steps, sampler)
+            eta = found_eta if eta is None else eta
+        elif sampler not in SAMPLERS:
             raise AudiodiffError(f"unknown sampler {sampler!r} (known: {', '.join(SAMPLERS)})")
         if generator is None:
             generator = torch.Generator().manual_seed(0 if seed is None else seed)
         noise = torch.randn(batch, 1, length, generator=generator).to(self.device)
         denoise = chunked_denoiser(self.network, cond, self.chunk_samples)
-        with torch.inference_mode():
-            x = SAMPLERS[sampler](denoise, self.schedule(steps), noise, generator, on_step=on_step)
+        options = {"eta": float(eta or 0.0)} if sampler == "ddim" else {}
+        with torch.inference_mode(), autocast(self.precision, self.device):
+            x = SAMPLERS[sampler](denoise, schedule, noise, generator, on_step=on_step, **options)
         return x[:, 0].float().cpu()
 
 
@@ -183,14 +224,25 @@ class Vocoder(_Model):
         with torch.inference_mode():
             return self.mel_transform(wav)
 
-    def vocode(self, mel: torch.Tensor | np.ndarray, steps: int = FAST_STEPS, sampler: str = "ddpm",
+    @property
+    def default_steps(self) -> int:
+        """The step count `vocode` uses when none is given: the checkpoint's choice
+        (set by `audiodiff schedule search --default-steps`), else 6."""
+        return self._default_steps or FAST_STEPS
+
+    def vocode(self, mel: torch.Tensor | np.ndarray, steps: int | None = None, sampler: str | None = None,
                seed: int | None = 0, generator: torch.Generator | None = None,
-               on_step: StepCallback = None, name: str = "mel") -> torch.Tensor:
+               on_step: StepCallback = None, name: str = "mel",
+               schedule: Schedule | None = None, eta: float | None = None) -> torch.Tensor:
         """mel [n_mels, frames] or [B, n_mels, frames] -> waveform [frames*hop] or [B, frames*hop].
 
-        `steps` network evaluations (6: lmnt's fast schedule; 50: the full training
-        schedule); `sampler` is 'ddpm' or 'ddim'; `seed` (or `generator`) fixes the noise.
+        `steps` network evaluations (default `default_steps`) with the checkpoint's
+        searched schedule for that count if it has one, else the default rule (6:
+        lmnt's fast schedule; 50: the full training schedule); `sampler` 'ddpm' or
+        'ddim' (default: the searched one, else ddpm); `seed` (or `generator`) fixes
+        the noise. `schedule`, `sampler` and `eta` together override all of that.
         """
+        steps = len(schedule) if schedule is not None else (steps or self.default_steps)
         mel = torch.as_tensor(mel, dtype=torch.float32)
         check_mel(mel, self.recipe.audio, name)
         batched = mel.dim() == 3
@@ -198,7 +250,8 @@ class Vocoder(_Model):
         length = mel.shape[-1] * self.hop_length
         with torch.inference_mode():
             cond = Conditioner(self.network, mel, self.hop_length, CONDITION_CACHE_BYTES)
-        wav = self._sample(cond, mel.shape[0], length, steps, sampler, seed, generator, on_step)
+        wav = self._sample(cond, mel.shape[0], length, steps, sampler, seed, generator, on_step,
+                           schedule=schedule, eta=eta)
         return wav if batched else wav[0]
 
     def resynthesize(self, wav: torch.Tensor | np.ndarray, **kwargs) -> torch.Tensor:
@@ -219,9 +272,10 @@ class Generator(_Model):
 
     @property
     def default_steps(self) -> int:
-        return len(training_schedule(self.recipe.diffusion))
+        """The checkpoint's chosen step count, else the training schedule's length."""
+        return self._default_steps or len(training_schedule(self.recipe.diffusion))
 
-    def generate(self, seconds: float, count: int = 1, steps: int | None = None, sampler: str = "ddpm",
+    def generate(self, seconds: float, count: int = 1, steps: int | None = None, sampler: str | None = None,
                  seed: int | None = 0, generator: torch.Generator | None = None,
                  on_step: StepCallback = None) -> torch.Tensor:
         """-> [count, round(seconds * sample_rate)] waveforms of any length."""

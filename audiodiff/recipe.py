@@ -108,9 +108,23 @@ class DiffusionConfig:
                "diffusion.fast_betas", "must be a non-empty list of betas in (0, 1)")
 
 
+PRECISIONS = ("fp32", "bf16", "fp16")
+LR_DECAYS = ("none", "linear", "cosine")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation, checkpointing and validation settings."""
+    """Optimisation, checkpointing and validation settings.
+
+    `batch_size` is per process and per accumulation step: one optimiser step sees
+    `batch_size x processes x grad_accum` crops (the global batch). The learning rate
+    rises linearly over `warmup_steps`, then decays (`lr_decay`: none, linear, cosine)
+    to `min_learning_rate` over `decay_steps` steps (0: until `max_steps`).
+    `precision` is fp32, bf16 (autocast; CUDA or CPU) or fp16 (autocast with a gradient
+    scaler; CUDA only). A step whose loss or gradient is not finite is skipped; after
+    `max_nonfinite` such steps in a row training stops. `tensorboard` writes TensorBoard
+    events in the run folder when the package is installed.
+    """
     batch_size: int = 16
     segment: int = 15872
     learning_rate: float = 2e-4
@@ -125,11 +139,27 @@ class TrainConfig:
     log_every: int = 100
     num_workers: int = 2
     seed: int = 0
+    precision: str = "fp32"
+    grad_accum: int = 1
+    warmup_steps: int = 0
+    lr_decay: str = "none"
+    decay_steps: int = 0
+    min_learning_rate: float = 0.0
+    max_nonfinite: int = 20
+    tensorboard: bool = True
 
     def validate(self, where: str) -> None:
         for key in ("batch_size", "segment", "max_steps", "checkpoint_every", "keep_checkpoints",
-                    "validate_every", "log_every"):
+                    "validate_every", "log_every", "grad_accum", "max_nonfinite"):
             _check(getattr(self, key) > 0, where, f"train.{key}", "must be positive")
+        _check(self.precision in PRECISIONS, where, "train.precision",
+               f"must be one of {', '.join(repr(p) for p in PRECISIONS)}, got {self.precision!r}")
+        _check(self.lr_decay in LR_DECAYS, where, "train.lr_decay",
+               f"must be one of {', '.join(repr(d) for d in LR_DECAYS)}, got {self.lr_decay!r}")
+        _check(self.warmup_steps >= 0, where, "train.warmup_steps", "must be >= 0")
+        _check(self.decay_steps >= 0, where, "train.decay_steps", "must be >= 0 (0: decay until max_steps)")
+        _check(0 <= self.min_learning_rate <= self.learning_rate, where, "train.min_learning_rate",
+               "must be in [0, learning_rate]")
         _check(self.learning_rate > 0, where, "train.learning_rate", "must be positive")
         _check(0 <= self.ema_decay < 1, where, "train.ema_decay", "must be in [0, 1)")
         _check(self.grad_clip > 0, where, "train.grad_clip", "must be positive")

@@ -1,4 +1,6 @@
-"""The training loop: AdamW, gradient clipping, EMA, atomic checkpoints, resume, validation.
+"""The training loop: AdamW with a learning-rate schedule, gradient accumulation,
+clipping, EMA, mixed precision, data parallelism (torchrun), atomic checkpoints,
+resume, validation, and logging to metrics.jsonl and TensorBoard.
 
 A run lives in one folder:
 
@@ -6,13 +8,23 @@ A run lives in one folder:
     split.json         the train/validation split (kept, so a resumed run reuses it)
     metrics.jsonl      one JSON line per log interval and per validation
     samples/           the validation reference and what the model made of it, per step
+    tensorboard/       TensorBoard events (when the optional package is installed)
 
-Re-running the same command resumes from the newest checkpoint. Batches, noise and
-noise levels are drawn from generators seeded by (seed, step), so a run killed and
-resumed follows the same loss curve as one that never stopped.
+One optimiser step sees the global batch: `train.batch_size` crops x processes (one
+per device under torchrun, see distributed.py) x `train.grad_accum` accumulation
+steps. The crops, noise levels and noise of step s are drawn for the whole global
+batch from generators seeded by (seed, s), and each process and accumulation step
+takes its rows of it. So a run killed and resumed follows the same loss curve as one
+that never stopped, and N processes follow (up to float rounding) the curve of one
+process with the same global batch. Only rank 0 writes files and prints.
+
+A step whose loss (over the global batch) or gradient norm is not finite is skipped:
+no optimiser or EMA update, a warning; after `train.max_nonfinite` such steps in a
+row training stops with `TrainingStopped` and the checkpoints already written intact.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -23,43 +35,83 @@ from pathlib import Path
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from audiodiff.audio import MelSpectrogram, load_audio, save_audio
 from audiodiff.checkpoint import checkpoint_name, latest_checkpoint, load_checkpoint, save_checkpoint
-from audiodiff.data import CropDataset, StepBatchSampler, prepare_training_data
+from audiodiff.data import CropDataset, StepBatchSampler, prepare_training_data, share_offset
 from audiodiff.diffusion import diffusion_loss, training_schedule
-from audiodiff.errors import AudiodiffError
+from audiodiff.distributed import DistContext, init_distributed, shutdown
+from audiodiff.errors import AudiodiffError, TrainingStopped
 from audiodiff.evaluation.metrics import log_mel_distance
 from audiodiff.inference import FAST_STEPS, Generator, Vocoder, resolve_device
+from audiodiff.logging_tb import TensorBoardLog
+from audiodiff.lr_schedule import learning_rate_at
 from audiodiff.model import DiffWave
+from audiodiff.precision import autocast, check_precision, grad_scaler
 from audiodiff.recipe import Recipe
 
 
+class DenoiserObjective(nn.Module):
+    """The network as one module, mel upsampling included, so that DistributedDataParallel
+    sees every parameter used in its forward.
+
+    (noisy [B, 1, T], level [B], mel [B, n_mels, T / hop] or None) -> predicted noise [B, 1, T].
+    """
+
+    def __init__(self, network: DiffWave):
+        super().__init__()
+        self.network = network
+
+    def forward(self, noisy: torch.Tensor, level: torch.Tensor, mel: torch.Tensor | None) -> torch.Tensor:
+        cond = self.network.condition(mel) if mel is not None else None
+        return self.network(noisy, level, cond)
+
+
 class Trainer:
-    """Trains the recipe's network in `out_dir`, resuming from its newest checkpoint."""
+    """Trains the recipe's network in `out_dir`, resuming from its newest checkpoint.
+
+    `dist` (from `distributed.init_distributed`) places this process in a data-parallel
+    run and sets its device; without it the run is one process on `device`.
+    """
 
     def __init__(self, recipe: Recipe, out_dir: str | Path, device: str = "auto",
-                 console: Console | None = None, progress: bool = True):
+                 console: Console | None = None, progress: bool = True, dist: DistContext | None = None):
         self.recipe, self.out = recipe, Path(out_dir)
-        self.device = resolve_device(device)
-        self.console = console or Console(stderr=True)
-        self.show_progress = progress
+        self.dist = dist or DistContext(resolve_device(device))
+        self.device = self.dist.device
+        self.console = (console or Console(stderr=True)) if self.dist.is_main else Console(quiet=True)
+        self.show_progress = progress and self.dist.is_main
         cfg = recipe.train
         if cfg.segment % recipe.audio.hop_length:
             raise AudiodiffError(f"train.segment {cfg.segment} must be a multiple of "
                                  f"audio.hop_length {recipe.audio.hop_length}")
+        check_precision(cfg.precision, self.device, "train.precision")
         torch.manual_seed(cfg.seed)
         self.network = DiffWave.from_recipe(recipe).to(self.device)
         self.ema = copy.deepcopy(self.network).requires_grad_(False)
         self.optimizer = torch.optim.AdamW(self.network.parameters(), lr=cfg.learning_rate,
                                            weight_decay=cfg.weight_decay)
+        self.scaler = grad_scaler(cfg.precision, self.device)
+        # What computes the loss: the network, wrapped for DDP in a distributed run (see run).
+        self.objective: nn.Module = DenoiserObjective(self.network)
         self.schedule = training_schedule(recipe.diffusion)
         self.mel = MelSpectrogram(recipe.audio).to(self.device)
         # Crops come with this many frames of real audio each side, covering the STFT
         # window, so their mel frames equal those of the whole utterance.
         self.context_frames = -(-(recipe.audio.n_fft // 2) // recipe.audio.hop_length)
         self.step = 0
+        self.nonfinite_streak = 0  # steps skipped in a row for a non-finite loss or gradient
+        self.tb = TensorBoardLog(self.out / "tensorboard", False, recipe.audio)  # opened by run() on rank 0
+        self.tb_has_reference = False
+
+    @property
+    def global_batch(self) -> int:
+        """Crops per optimiser step: batch_size x processes x grad_accum."""
+        cfg = self.recipe.train
+        return cfg.batch_size * self.dist.world_size * cfg.grad_accum
 
     # ----------------------------------------------------------------- state
     def resume(self) -> None:
@@ -77,8 +129,16 @@ class Trainer:
         self.ema.load_state_dict(data["ema"])
         if data["optimizer"] is not None:
             self.optimizer.load_state_dict(data["optimizer"])
+        extra = data.get("extra") or {}
+        if extra.get("grad_scaler"):
+            self.scaler.load_state_dict(extra["grad_scaler"])
+        self.nonfinite_streak = int(extra.get("nonfinite_streak", 0))
         self.step = data["step"]
         self.console.print(f"Resuming from step {self.step} ({path})")
+        before = extra.get("global_batch")
+        if before is not None and before != self.global_batch:
+            self._warn(f"the global batch changes from {before} to {self.global_batch} crops per step "
+                       f"(batch_size x processes x grad_accum): the run no longer follows its first curve")
 
     def _truncate_metrics(self) -> None:
         """Drop log records written after the checkpoint we resume from (a killed run's tail)."""
@@ -88,28 +148,38 @@ class Trainer:
                     if line.strip() and json.loads(line).get("step", 0) <= self.step]
             log.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 
-    def save(self) -> Path:
-        """Checkpoint the current step and keep only the newest `keep_checkpoints`."""
+    def save(self) -> Path | None:
+        """Checkpoint the current step and keep only the newest `keep_checkpoints` (rank 0
+        only; other processes return None)."""
+        if not self.dist.is_main:
+            return None
+        cfg = self.recipe.train
+        extra = {"global_batch": self.global_batch, "processes": self.dist.world_size,
+                 "grad_accum": cfg.grad_accum, "precision": cfg.precision,
+                 "nonfinite_streak": self.nonfinite_streak, "grad_scaler": self.scaler.state_dict()}
         path = save_checkpoint(self.out / checkpoint_name(self.step), recipe=self.recipe,
                                model=self.network.state_dict(), ema=self.ema.state_dict(),
-                               optimizer=self.optimizer.state_dict(), step=self.step)
-        for old in sorted(self.out.glob("step-*.pt"))[:-self.recipe.train.keep_checkpoints]:
+                               optimizer=self.optimizer.state_dict(), step=self.step, extra=extra)
+        for old in sorted(self.out.glob("step-*.pt"))[:-cfg.keep_checkpoints]:
             old.unlink(missing_ok=True)
         return path
 
     # ----------------------------------------------------------------- data
     def _data(self) -> tuple[DataLoader, torch.Tensor | None]:
         cfg, audio = self.recipe.train, self.recipe.audio
-        data = prepare_training_data(self.recipe, self.out, self._warn,  # bad-data rules: audiodiff/data/survey.py
-                                     console=self.console if self.show_progress else None)
+        # Rank 0 scans the data and writes the split; the others get its result.
+        data = self.dist.on_main(lambda: prepare_training_data(  # bad-data rules: audiodiff/data/survey.py
+            self.recipe, self.out, self._warn, console=self.console if self.show_progress else None))
         train, val = data.train, data.validation
         self.console.print(f"Data: {data.describe()}")
         dataset = CropDataset(train, audio.sample_rate, cfg.segment, audio.hop_length,
                               context=self.context_frames * audio.hop_length)
-        sampler = StepBatchSampler(len(train), cfg.batch_size, cfg.seed, self.step, cfg.max_steps)
-        loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.num_workers)
+        sampler = StepBatchSampler(len(train), cfg.batch_size, cfg.seed, self.step, cfg.max_steps,
+                                   rank=self.dist.rank, world_size=self.dist.world_size, accum=cfg.grad_accum)
+        loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.num_workers,
+                            pin_memory=self.device.type == "cuda")
         reference = None
-        if val:
+        if val and self.dist.is_main:
             n = int(cfg.validate_seconds * audio.sample_rate) // audio.hop_length * audio.hop_length
             reference = torch.from_numpy(load_audio(val[0].path, audio.sample_rate)[:n])
         return loader, reference
@@ -118,26 +188,71 @@ class Trainer:
         self.console.print(f"[yellow]warning:[/] {message}", highlight=False)
 
     # ----------------------------------------------------------------- steps
-    def train_step(self, batch: torch.Tensor) -> tuple[float, float]:
-        """One optimiser step on crops with context [B, 1, context + segment + context]
-        (see CropDataset); returns (loss, grad norm)."""
-        cfg, hop, c = self.recipe.train, self.recipe.audio.hop_length, self.context_frames
-        batch = batch.to(self.device)
-        with torch.no_grad():
-            mel = self.mel(batch.squeeze(1))[..., c:c + cfg.segment // hop]
-        audio = batch[..., c * hop:c * hop + cfg.segment]
-        cond = self.network.condition(mel) if self.network.conditional else None
-        generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.step)
-        loss = diffusion_loss(self.network, audio, cond, self.schedule, generator)
+    def train_step(self, batches: list[torch.Tensor]) -> tuple[float, float]:
+        """One optimiser step on this process's `grad_accum` micro-batches, each crops with
+        context [batch_size, 1, context + segment + context] (see CropDataset).
+
+        Returns (loss, grad norm) of the global batch; (nan, nan) when the step was skipped
+        for a non-finite loss or gradient. Raises TrainingStopped after
+        `train.max_nonfinite` skipped steps in a row.
+        """
+        cfg = self.recipe.train
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate_at(self.step, cfg)
         self.optimizer.zero_grad(set_to_none=True)
-        if not torch.isfinite(loss):
-            self._warn(f"step {self.step}: non-finite loss, step skipped")
-            return float("nan"), float("nan")
-        loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(self.network.parameters(), cfg.grad_clip)
-        self.optimizer.step()
-        self._update_ema()
-        return float(loss.detach()), float(norm)
+        total = torch.zeros((), device=self.device)
+        for micro, batch in enumerate(batches):
+            audio, mel = self._crops(batch)
+            generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.step)
+            offset = share_offset(micro, self.dist.rank, self.dist.world_size, cfg.batch_size)
+            with self._gradient_sync(micro == len(batches) - 1):
+                with autocast(cfg.precision, self.device):
+                    loss = diffusion_loss(self.objective, audio, mel, self.schedule, generator,
+                                          offset, self.global_batch)
+                self.scaler.scale(loss / len(batches)).backward()
+            total += loss.detach().float()
+        loss = float(self.dist.mean(total / len(batches)))
+        self.scaler.unscale_(self.optimizer)  # no-op unless fp16
+        norm = float(torch.nn.utils.clip_grad_norm_(self.network.parameters(), cfg.grad_clip))
+        if math.isfinite(loss) and math.isfinite(norm):
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self._update_ema()
+            self.nonfinite_streak = 0
+            return loss, norm
+        self.scaler.update()  # fp16: a lower loss scale for the next step
+        self.optimizer.zero_grad(set_to_none=True)
+        self.nonfinite_streak += 1
+        if not self.scaler.is_enabled() or not math.isfinite(loss):  # fp16 overflows are routine
+            what = "loss" if not math.isfinite(loss) else "gradient"
+            self._warn(f"step {self.step + 1}: non-finite {what}, step skipped "
+                       f"({self.nonfinite_streak} in a row, stop at {cfg.max_nonfinite})")
+        if self.nonfinite_streak >= cfg.max_nonfinite:
+            last = latest_checkpoint(self.out)
+            kept = f"the last checkpoint, {last}, is intact" if last else "no checkpoint had been written yet"
+            raise TrainingStopped(
+                f"training stopped at step {self.step + 1}: {self.nonfinite_streak} steps in a row had a non-finite "
+                f"loss or gradient (train.max_nonfinite); {kept}; try a lower train.learning_rate "
+                f"or train.precision = \"fp32\"")
+        return float("nan"), float("nan")
+
+    def _crops(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Crops with context [B, 1, context + segment + context] -> (audio [B, 1, segment],
+        its mel [B, n_mels, segment / hop], None for an unconditional network)."""
+        seg, hop, c = self.recipe.train.segment, self.recipe.audio.hop_length, self.context_frames
+        batch = batch.to(self.device, non_blocking=True)
+        audio = batch[..., c * hop:c * hop + seg]
+        if not self.network.conditional:
+            return audio, None
+        with torch.no_grad():
+            mel = self.mel(batch.squeeze(1))[..., c:c + seg // hop]
+        return audio, mel
+
+    def _gradient_sync(self, last: bool) -> contextlib.AbstractContextManager:
+        """DDP all-reduces gradients on the last micro-batch of a step only."""
+        if isinstance(self.objective, DistributedDataParallel) and not last:
+            return self.objective.no_sync()
+        return contextlib.nullcontext()
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -159,68 +274,106 @@ class Trainer:
             if not (samples / "reference.wav").exists():
                 save_audio(samples / "reference.wav", reference, audio.sample_rate)
             result = {"val_log_mel_distance": log_mel_distance(reference, wav, audio)}
+            if self.tb.enabled and not self.tb_has_reference:
+                self.tb.audio_and_spectrogram(self.step, "val/reference", "val/reference_spectrogram", reference)
+                self.tb_has_reference = True
         else:
             generator = Generator(self.ema, self.recipe, device=self.device)
             wav = generator.generate(self.recipe.train.validate_seconds, steps=FAST_STEPS, seed=0)[0]
             save_audio(name, wav, audio.sample_rate)
             result = {}
+        self.tb.audio_and_spectrogram(self.step, "val/audio", "val/spectrogram", wav)
+        self.tb.scalars(self.step, {f"val/{k.removeprefix('val_')}": v for k, v in result.items()})
         return result
 
     # ----------------------------------------------------------------- loop
-    def run(self) -> Path:
+    def run(self) -> Path | None:
         """Train to `train.max_steps`; returns the last checkpoint written."""
         cfg = self.recipe.train
-        self.out.mkdir(parents=True, exist_ok=True)
+        if self.dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
         self.resume()
-        self._truncate_metrics()
+        if not self.dist.same_everywhere(self.step):
+            raise AudiodiffError(f"{self.out}: the processes found different checkpoints there; on several "
+                                 f"nodes the run folder must be on a file system they all share")
+        if self.dist.is_main:
+            self._truncate_metrics()
         loader, reference = self._data()
         if self.step >= cfg.max_steps:
             self.console.print(f"Already at step {self.step} >= max_steps {cfg.max_steps}; nothing to do")
             return latest_checkpoint(self.out)
+        self._announce()
+        if self.dist.distributed and not isinstance(self.objective, DistributedDataParallel):
+            self.objective = DistributedDataParallel(
+                self.objective, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         last_saved = self.step
         window: list[float] = []
         t_start, steps_at_start = time.perf_counter(), self.step
+        batches = iter(loader)
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
             with self._progress() as progress:
                 task = progress.add_task("train", total=cfg.max_steps, completed=self.step,
                                          loss=float("nan"), sps=0.0)
-                for batch in loader:
-                    loss, norm = self.train_step(batch)
+                while self.step < cfg.max_steps:
+                    lr = learning_rate_at(self.step, cfg)
+                    loss, norm = self.train_step([next(batches) for _ in range(cfg.grad_accum)])
                     self.step += 1
                     window.append(loss)
                     sps = (self.step - steps_at_start) / (time.perf_counter() - t_start)
                     progress.update(task, completed=self.step, loss=loss, sps=sps)
                     if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
-                        self._log({"step": self.step, "loss": _mean(window), "grad_norm": norm,
-                                   "steps_per_s": sps})
+                        record = {"step": self.step, "loss": _mean(window), "grad_norm": norm,
+                                  "learning_rate": lr, "steps_per_s": sps}
+                        self._log(record)
+                        self.tb.scalars(self.step, {f"train/{k}": v for k, v in record.items() if k != "step"})
                         window = []
-                    if self.step % cfg.validate_every == 0 or self.step == cfg.max_steps:
+                    if self.dist.is_main and (self.step % cfg.validate_every == 0 or self.step == cfg.max_steps):
                         self._log({"step": self.step, **self.validate(reference)})
                     if self.step % cfg.checkpoint_every == 0 or self.step == cfg.max_steps:
                         self.save()
+                        self.tb.flush()
                         last_saved = self.step
         except KeyboardInterrupt:
-            if self.step > last_saved:
+            if self.step > last_saved and self.dist.is_main:
                 self.console.print(f"Interrupted: saving step {self.step}")
                 self.save()
             raise
         finally:
             signal.signal(signal.SIGTERM, previous)
+            self.tb.close()
+        self.dist.barrier()  # the last checkpoint is written before any process returns
         return latest_checkpoint(self.out)
+
+    def _announce(self) -> None:
+        """Say (and log) how big a step is, where and how it runs; open TensorBoard."""
+        cfg = self.recipe.train
+        text = (f"Global batch: {self.global_batch} crops per step = {cfg.batch_size} per process x "
+                f"{self.dist.world_size} process(es) x {cfg.grad_accum} accumulation step(s); "
+                f"precision {cfg.precision}; device {self.device}")
+        self.console.print(text, highlight=False)
+        if self.dist.is_main:
+            self._log({"step": self.step, "global_batch": self.global_batch, "batch_size": cfg.batch_size,
+                       "processes": self.dist.world_size, "grad_accum": cfg.grad_accum,
+                       "precision": cfg.precision}, echo=False)
+            self.tb = TensorBoardLog(self.out / "tensorboard", cfg.tensorboard, self.recipe.audio,
+                                     say=lambda m: self.console.print(m, markup=False, highlight=False),
+                                     resume_step=self.step)
+            self.tb.text(self.step, "run/settings", text)
 
     def _progress(self) -> Progress:
         return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[sps]:.2f} steps/s"),
                         TimeRemainingColumn(), console=self.console, disable=not self.show_progress)
 
-    def _log(self, record: dict) -> None:
-        if len(record) <= 1:
+    def _log(self, record: dict, echo: bool = True) -> None:
+        if len(record) <= 1 or not self.dist.is_main:
             return
         with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
-        text = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items())
-        self.console.print(text, highlight=False)
+        if echo:
+            text = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items())
+            self.console.print(text, highlight=False)
 
 
 def _mean(values: list[float]) -> float:
@@ -233,6 +386,14 @@ def _raise_interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
 
 
 def train(recipe: Recipe, out_dir: str | Path, device: str = "auto", console: Console | None = None,
-          progress: bool = True) -> Path:
-    """Train (or resume) a run; returns the path of its last checkpoint."""
-    return Trainer(recipe, out_dir, device=device, console=console, progress=progress).run()
+          progress: bool = True) -> Path | None:
+    """Train (or resume) a run; returns the path of its last checkpoint.
+
+    Started by torchrun, this process joins the data-parallel run (see distributed.py)
+    and leaves it at the end.
+    """
+    ctx = init_distributed(device)
+    try:
+        return Trainer(recipe, out_dir, console=console, progress=progress, dist=ctx).run()
+    finally:
+        shutdown(ctx)

@@ -81,7 +81,7 @@ def test_info(trained, run_main):
     result = run_main("info", "-c", trained)
     assert result.returncode == 0, result.stderr
     text = " ".join(result.stdout.split())
-    assert f"{trained}: vocoder (mel-conditioned), step 10" in text
+    assert f"{trained}: vocoder (mel-conditioned), trained 10 steps" in text
     assert "22050 Hz, preset hifigan, 80 mels, hop 256" in text
     assert "6 layers x 16 channels" in text
 
@@ -139,7 +139,7 @@ def test_sample_lengths_and_numbering(tmp_path, unconditional, run_main):
     b, _ = sf.read(tmp_path / "many-1.wav")
     assert len(a) == len(b) == round(0.2 * SR)
     assert not np.array_equal(a, b)
-    assert "unconditional generator, step 3" in " ".join(run_main("info", "-c", unconditional).stdout.split())
+    assert "unconditional generator, trained 3 steps" in " ".join(run_main("info", "-c", unconditional).stdout.split())
 
 
 # ----------------------------------------------------------------------------- errors

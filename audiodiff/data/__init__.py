@@ -8,13 +8,14 @@ skip clips shorter than a segment) and makes the deterministic train/validation 
 a run keeps in its folder; `cache` holds copies resampled to the model's rate; and
 `CropDataset` + `StepBatchSampler` yield `[batch, 1, segment]` crops whose choice
 depends only on (seed, step), so a resumed run sees the same batches as an
-uninterrupted one. `check.run_check` is the `audiodiff data check` command.
+uninterrupted one (and each process of a distributed run takes its share of them).
+`check.run_check` is the `audiodiff data check` command.
 """
-from audiodiff.data.crops import CropDataset, StepBatchSampler, read_segment
+from audiodiff.data.crops import CropDataset, StepBatchSampler, read_segment, share_offset
 from audiodiff.data.scan import FileScan, inspect_file, scan_files
 from audiodiff.data.sources import Clip, SourceFile, find_clips, list_files, scan_clips, split_clips
 from audiodiff.data.survey import Survey, TrainingData, prepare_training_data, survey_data
 
 __all__ = ["Clip", "CropDataset", "FileScan", "SourceFile", "StepBatchSampler", "Survey", "TrainingData",
            "find_clips", "inspect_file", "list_files", "prepare_training_data", "read_segment",
-           "scan_clips", "scan_files", "split_clips", "survey_data"]
+           "scan_clips", "scan_files", "share_offset", "split_clips", "survey_data"]

@@ -109,7 +109,7 @@ def _unique_names(paths: Sequence[Path]) -> list[str]:
 
 
 def evaluate(checkpoint: str | Path, references: Sequence[str | Path], out_dir: str | Path,
-             steps: Sequence[int] | None = None, seed: int = 0, device: str = "cpu", sampler: str = "ddpm",
+             steps: Sequence[int] | None = None, seed: int = 0, device: str = "cpu", sampler: str | None = None,
              count: int = 8, seconds: float | None = None,
              log: Callable[[str], None] = lambda _msg: None) -> EvalResult:
     """Evaluate a checkpoint (vocoder or generator) and write CSV and JSON to `out_dir`.
@@ -175,7 +175,8 @@ def _evaluate_vocoder(data, checkpoint, files, clips, out_dir, steps, seed, devi
             t0 = time.perf_counter()
             out = vocoder.vocode(mel, steps=n, sampler=sampler, seed=seed, name=str(path))[:len(wav)]
             keep(MODEL, n, out, time.perf_counter() - t0)
-    meta.update(kind="vocoder", steps=list(steps), files=len(files))
+    meta.update(kind="vocoder", steps=list(steps), files=len(files),
+                sampling={str(n): vocoder.describe_sampling(n, sampler) for n in steps})
     return EvalResult("vocoder", out_dir, PAIR_METRICS, rows, _means(rows, PAIR_METRICS), meta, names)
 
 

@@ -156,8 +156,10 @@ def write_report(result: EvalResult, config: AudioConfig | None = None) -> Path:
     body.append(f"<h1>audiodiff eval: {html.escape(Path(meta['checkpoint']).name)}</h1>")
     body.append(f"<p class='meta'>{html.escape(meta['checkpoint'])} · {result.kind} · training step {meta['step']} · "
                 f"{meta['sample_rate']} Hz · mel preset {html.escape(str(meta['preset']))} · sampler "
-                f"{html.escape(meta['sampler'])} · seed {meta['seed']} · torch {html.escape(meta['torch_version'])} · "
+                f"{html.escape(meta['sampler'] or 'default')} · seed {meta['seed']} · torch {html.escape(meta['torch_version'])} · "
                 f"{html.escape(meta['timestamp'])}</p>")
+    for n, how in (meta.get("sampling") or {}).items():
+        body.append(f"<p class='meta'>{html.escape(how)}</p>")
     body.append("<p class='meta'>Tables: <a href='results.csv'>results.csv</a> · <a href='results.json'>results.json</a></p>")
     body.append("<h2>Mean scores</h2>")
     body.append(_means_table(result))

@@ -1,12 +1,46 @@
-"""Default models shipped inside the package, used when no checkpoint is given."""
+"""Default models shipped inside the package, used when no checkpoint is given.
+
+Each default is an inference-only checkpoint (`audiodiff export`: EMA weights in half
+precision, with its searched schedules) and a model card beside it (`<kind>.toml`):
+what it was trained on, its licence, how long and with which commands.
+"""
 from __future__ import annotations
 
+import tomllib
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from audiodiff.errors import CheckpointError
 
 HERE = Path(__file__).parent
-DEFAULTS = {"vocoder": HERE / "vocoder.pt", "generator": HERE / "generator.pt"}
+KINDS = ("vocoder", "generator")
+DEFAULTS = {kind: HERE / f"{kind}.pt" for kind in KINDS}
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a shipped model is: read from `audiodiff/pretrained/<kind>.toml`."""
+    name: str
+    summary: str
+    trained_on: str
+    license: str
+    training: str   # the commands that reproduce the weights
+    train_hours: float
+    hardware: str
+    speed: str      # measured speed at the default step count
+    quality: str = ""
+
+    @classmethod
+    def load(cls, path: Path) -> ModelCard:
+        try:
+            table = tomllib.loads(path.read_text(encoding="utf-8"))
+            names = {f.name for f in fields(cls)}
+            unknown = set(table) - names
+            if unknown:
+                raise ValueError(f"unknown keys {', '.join(sorted(unknown))}")
+            return cls(**table)
+        except (OSError, ValueError, TypeError) as exc:
+            raise CheckpointError(f"{path}: bad model card ({str(exc).splitlines()[0]})") from None
 
 
 def default_checkpoint(kind: str) -> Path:
@@ -16,3 +50,15 @@ def default_checkpoint(kind: str) -> Path:
         raise CheckpointError(f"no checkpoint given (-c) and no default {kind} is shipped in this "
                               f"install ({path} is missing): train one with `audiodiff train`")
     return path
+
+
+def model_card(kind: str) -> ModelCard | None:
+    """The card of the shipped default `kind`, or None if there is none."""
+    path = HERE / f"{kind}.toml"
+    return ModelCard.load(path) if path.is_file() else None
+
+
+def describe_checkpoint(path: Path, kind: str) -> str:
+    """How the CLI names the model it uses: the card's name for a shipped default."""
+    card = model_card(kind) if Path(path) == DEFAULTS[kind] else None
+    return f"shipped default {kind} '{card.name}' ({card.trained_on})" if card else str(path)

@@ -1,0 +1,218 @@
+"""Search few-step sampling schedules for a trained vocoder on held-out clips.
+
+The network is conditioned on a continuous noise level, so any schedule can be used
+without retraining; which one is best for N steps is an empirical question (WaveGrad
+chose its 6 iterations by grid search). For each step count the search:
+
+1. scores the baselines on the clips: the recipe's default rule for N (lmnt's fast
+   schedule at 6), the training schedule sub-sampled to N, and DDIM on the default
+   rule; the best of them is the starting point;
+2. scores a grid of geometric (log-linear) beta schedules, parametrised by their two
+   ends, with ancestral DDPM steps (WaveGrad-style grid);
+3. tries the best so far with DDIM steps at a few noise scales (eta);
+4. refines around the best by random perturbation of each log-beta (and eta), with a
+   step size that shrinks when nothing improves, until the step count's share of the
+   time budget is spent.
+
+Every candidate is scored with the same noise (one seed), so differences between
+candidates are the schedule's, not the noise's. Scores are means over the clips.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from audiodiff.diffusion import SearchedSchedule, Schedule, inference_schedule, training_schedule
+from audiodiff.errors import AudiodiffError
+from audiodiff.evaluation.metrics import log_mel_distance, mr_stft_distance, pesq_wb, to_metric_rate
+from audiodiff.inference import Vocoder
+
+#: name -> (higher is better?, description)
+METRICS = {"pesq": (True, "PESQ wideband"), "logmel": (False, "log-mel distance"),
+           "mrstft": (False, "multi-resolution STFT distance")}
+GRID_FIRST = (1e-4, 3e-4, 1e-3, 3e-3)   # beta at the least noisy step
+GRID_LAST = (0.1, 0.2, 0.35, 0.5, 0.7)  # beta at the noisiest step
+DDIM_ETAS = (0.0, 0.5, 1.0)
+BETA_MIN, BETA_MAX = 1e-6, 0.95
+INITIAL_SPREAD = 0.3  # std of the log10-beta perturbation when refining
+SHRINK_AFTER = 4      # failed perturbations in a row before the spread shrinks
+
+Progress = Callable[[float, str], None]  # (fraction of the budget spent, status line)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A schedule and a sampler to score: betas [steps], 'ddpm' or 'ddim' with eta."""
+    betas: tuple[float, ...]
+    sampler: str = "ddpm"
+    eta: float = 0.0
+
+    @classmethod
+    def of(cls, schedule: Schedule, sampler: str = "ddpm", eta: float = 0.0) -> Candidate:
+        return cls(tuple(float(b) for b in schedule.betas), sampler, eta)
+
+
+@dataclass
+class StepResult:
+    """What the search found for one step count, with the baselines' scores."""
+    steps: int
+    best: SearchedSchedule
+    baselines: dict[str, float] = field(default_factory=dict)
+    evaluations: int = 0
+
+
+class ClipScorer:
+    """Vocodes the clips' mels with a candidate and scores the result against the clips.
+
+    clips: waveforms [samples] at the vocoder's rate; their mels are computed once.
+    """
+
+    def __init__(self, vocoder: Vocoder, clips: Sequence[torch.Tensor], metric: str, seed: int = 0):
+        if metric not in METRICS:
+            raise AudiodiffError(f"--metric {metric!r}: choose one of {', '.join(METRICS)}")
+        self.vocoder, self.metric, self.seed = vocoder, metric, seed
+        self.higher_is_better = METRICS[metric][0]
+        self.clips = [torch.as_tensor(c, dtype=torch.float32).reshape(-1) for c in clips]
+        self.mels = [vocoder.mel(c).cpu() for c in self.clips]
+        sr = vocoder.sample_rate
+        self.refs_16k = [to_metric_rate(c, sr) for c in self.clips] if metric == "pesq" else None
+
+    def score(self, candidate: Candidate) -> float:
+        """Mean score over the clips (NaN clips, e.g. no speech for PESQ, are left out)."""
+        values = []
+        for i, (clip, mel) in enumerate(zip(self.clips, self.mels)):
+            out = self.vocoder.vocode(mel, schedule=Schedule.from_betas(candidate.betas),
+                                      sampler=candidate.sampler, eta=candidate.eta,
+                                      seed=self.seed)[:clip.shape[-1]]
+            values.append(self._one(i, clip, out))
+        values = [v for v in values if math.isfinite(v)]
+        return float(np.mean(values)) if values else float("nan")
+
+    def _one(self, i: int, clip: torch.Tensor, out: torch.Tensor) -> float:
+        if self.metric == "pesq":
+            return pesq_wb(self.refs_16k[i], to_metric_rate(out, self.vocoder.sample_rate))
+        if self.metric == "logmel":
+            return log_mel_distance(clip, out, self.vocoder.recipe.audio)
+        return mr_stft_distance(clip, out)
+
+    def better(self, a: float, b: float) -> bool:
+        """Is score a strictly better than b (NaN is never better)?"""
+        if not math.isfinite(a):
+            return False
+        if not math.isfinite(b):
+            return True
+        return a > b if self.higher_is_better else a < b
+
+
+def baseline_candidates(vocoder: Vocoder, steps: int) -> dict[str, Candidate]:
+    """The schedules a search must beat, named for the results table."""
+    config = vocoder.recipe.diffusion
+    rule = inference_schedule(config, steps)
+    train = training_schedule(config)
+    idx = torch.linspace(0, len(train) - 1, min(steps, len(train))).round().long()
+    out = {"default": Candidate.of(rule),
+           "train-subsampled": Candidate.of(Schedule.from_noise_levels(train.noise_levels[idx])),
+           "ddim": Candidate.of(rule, "ddim", 0.0)}
+    if len(config.fast_betas) == steps:
+        out["default"] = Candidate.of(Schedule.from_betas(config.fast_betas))
+    return out
+
+
+def geometric(first: float, last: float, steps: int) -> tuple[float, ...]:
+    """Betas [steps] spaced evenly in log between `first` and `last` (one step: `last`)."""
+    if steps == 1:
+        return (float(last),)
+    return tuple(float(b) for b in np.logspace(math.log10(first), math.log10(last), steps))
+
+
+def grid_candidates(steps: int) -> list[Candidate]:
+    """WaveGrad-style grid over the two ends of geometric beta schedules, DDPM steps."""
+    firsts = GRID_FIRST if steps > 1 else GRID_FIRST[:1]
+    return [Candidate(geometric(f, l, steps)) for f in firsts for l in GRID_LAST]
+
+
+def perturb(candidate: Candidate, spread: float, rng: np.random.Generator) -> Candidate:
+    """A neighbour: each log10-beta moved by N(0, spread), clipped to (BETA_MIN, BETA_MAX),
+    and for DDIM eta moved by N(0, spread) within [0, 1]."""
+    logs = np.log10(np.asarray(candidate.betas)) + rng.normal(0.0, spread, len(candidate.betas))
+    betas = tuple(float(b) for b in np.clip(10.0 ** logs, BETA_MIN, BETA_MAX))
+    eta = candidate.eta
+    if candidate.sampler == "ddim":
+        eta = float(np.clip(eta + rng.normal(0.0, spread), 0.0, 1.0))
+    return Candidate(betas, candidate.sampler, eta)
+
+
+def search_steps(scorer: ClipScorer, steps: int, budget_s: float, seed: int = 0,
+                 on_progress: Progress | None = None) -> StepResult:
+    """Search schedules of `steps` betas for at most about `budget_s` seconds.
+
+    The baselines are always scored (so there is a result even when the budget is
+    too small for anything else); each later candidate starts only while time is left.
+    """
+    start = time.perf_counter()
+    rng = np.random.default_rng([seed, steps])
+    n_evals = 0
+    best, best_score = None, float("nan")
+
+    def spent() -> float:
+        return time.perf_counter() - start
+
+    def consider(candidate: Candidate) -> float:
+        nonlocal best, best_score, n_evals
+        value = scorer.score(candidate)
+        n_evals += 1
+        if best is None or scorer.better(value, best_score):
+            best, best_score = candidate, value
+        if on_progress is not None:
+            on_progress(min(1.0, spent() / budget_s) if budget_s > 0 else 1.0,
+                        f"{steps} steps: best {scorer.metric} {best_score:.3f} ({n_evals} tried)")
+        return value
+
+    baselines = {name: consider(c) for name, c in baseline_candidates(scorer.vocoder, steps).items()}
+    for candidate in grid_candidates(steps):
+        if spent() >= budget_s:
+            break
+        consider(candidate)
+    for eta in DDIM_ETAS:
+        if spent() >= budget_s:
+            break
+        consider(Candidate(best.betas, "ddim", eta))
+    spread, failures = INITIAL_SPREAD, 0
+    while spent() < budget_s:
+        before = best
+        consider(perturb(best, spread, rng))
+        if best is not before:
+            failures = 0
+        else:
+            failures += 1
+            if failures >= SHRINK_AFTER:
+                spread, failures = spread * 0.7, 0
+    found = SearchedSchedule(betas=best.betas, sampler=best.sampler, eta=best.eta, metric=scorer.metric,
+                             score=best_score, clips=len(scorer.clips))
+    return StepResult(steps, found, baselines, n_evals)
+
+
+def search(scorer: ClipScorer, step_counts: Sequence[int], budget_s: float, seed: int = 0,
+           on_progress: Progress | None = None) -> list[StepResult]:
+    """Search each step count in turn; the budget is shared in proportion to the step
+    count, since a candidate's cost is (about) proportional to its steps."""
+    counts = sorted(set(int(n) for n in step_counts))
+    if not counts or counts[0] < 1:
+        raise AudiodiffError("--steps must list positive step counts, e.g. 2,3,4,6")
+    total = sum(counts)
+    results, done = [], 0.0
+    for n in counts:
+        share = budget_s * n / total
+
+        def report(fraction: float, line: str, done=done, share=share) -> None:
+            if on_progress is not None:
+                on_progress(min(1.0, (done + fraction * share) / budget_s) if budget_s > 0 else 1.0, line)
+
+        results.append(search_steps(scorer, n, share, seed=seed, on_progress=report))
+        done += share
+    return results

@@ -1,0 +1,160 @@
+"""`audiodiff schedule search`: searched schedules, stored in and reloaded from checkpoints."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from audiodiff.checkpoint import load_checkpoint, save_checkpoint, save_searched_copy
+from audiodiff.diffusion import SearchedSchedule, inference_schedule
+from audiodiff.errors import AudiodiffError, CheckpointError
+from audiodiff.inference import Vocoder
+from audiodiff.model import DiffWave
+from audiodiff.recipe import load_recipe
+from audiodiff.schedule_search import (ClipScorer, Candidate, baseline_candidates, geometric, grid_candidates,
+                                       perturb, search)
+
+from conftest import SR, TINY, chirp, sine
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    """An untrained 2 x 8 vocoder checkpoint (seeded weights)."""
+    recipe = load_recipe(TINY, ["model.residual_layers=2", "model.residual_channels=8"])
+    torch.manual_seed(0)
+    net = DiffWave.from_recipe(recipe)
+    path = tmp_path_factory.mktemp("ckpt") / "step-00000001.pt"
+    return save_checkpoint(path, recipe=recipe, model=net.state_dict(), ema=net.state_dict(), step=1)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    root = tmp_path_factory.mktemp("clips")
+    paths = []
+    for i, wav in enumerate([sine(0.3, 330.0), chirp(0.3, seed=1)]):
+        paths.append(root / f"c{i}.wav")
+        sf.write(paths[-1], wav, SR, subtype="PCM_16")
+    return paths
+
+
+def test_geometric_and_grid_shapes():
+    betas = geometric(1e-4, 0.5, 4)
+    assert len(betas) == 4 and betas[0] == pytest.approx(1e-4) and betas[-1] == pytest.approx(0.5)
+    assert np.allclose(np.diff(np.log10(betas)), np.log10(0.5 / 1e-4) / 3)
+    assert geometric(1e-3, 0.3, 1) == (0.3,)
+    assert {len(c.betas) for c in grid_candidates(3)} == {3}
+    assert len(grid_candidates(3)) == 20 and len(grid_candidates(1)) == 5
+
+
+def test_perturb_stays_valid_and_is_seeded():
+    start = Candidate(geometric(1e-4, 0.5, 6), "ddim", 0.5)
+    a = [perturb(start, 2.0, np.random.default_rng(7)) for _ in range(3)]
+    b = [perturb(start, 2.0, np.random.default_rng(7)) for _ in range(3)]
+    assert a == b
+    for c in a:
+        assert all(0 < x < 1 for x in c.betas) and 0.0 <= c.eta <= 1.0 and len(c.betas) == 6
+
+
+def test_baselines_include_lmnt_fast_schedule(tiny_ckpt):
+    vocoder = Vocoder.from_checkpoint(tiny_ckpt)
+    six = baseline_candidates(vocoder, 6)
+    assert six["default"].betas == pytest.approx((1e-4, 1e-3, 1e-2, 5e-2, 0.2, 0.5))
+    assert six["ddim"].sampler == "ddim"
+    assert len(baseline_candidates(vocoder, 2)["train-subsampled"].betas) == 2
+
+
+def test_search_returns_requested_lengths_with_decreasing_levels(tiny_ckpt, clips):
+    vocoder = Vocoder.from_checkpoint(tiny_ckpt)
+    audio = [torch.from_numpy(sf.read(p, dtype="float32")[0]) for p in clips]
+    scorer = ClipScorer(vocoder, audio, "logmel")
+    seen = []
+    results = search(scorer, [3, 2], budget_s=2.0, on_progress=lambda f, line: seen.append(f))
+    assert [r.steps for r in results] == [2, 3]
+    for r in results:
+        assert len(r.best.betas) == r.steps and r.best.metric == "logmel" and r.best.clips == 2
+        levels = r.best.schedule.noise_levels
+        assert bool((levels[1:] < levels[:-1]).all()) and bool((levels > 0).all())
+        assert set(r.baselines) == {"default", "train-subsampled", "ddim"}
+        # the search starts from the baselines, so it is never worse than them (lower is better)
+        assert r.best.score <= min(r.baselines.values()) + 1e-9
+        assert r.evaluations >= 3
+    assert seen and all(0.0 <= f <= 1.0 for f in seen) and seen == sorted(seen)
+    # the score is the mean over the clips with the candidate's own schedule and sampler
+    again = scorer.score(Candidate(results[0].best.betas, results[0].best.sampler, results[0].best.eta))
+    assert again == pytest.approx(results[0].best.score)
+
+
+def test_stored_schedule_is_used_and_reloaded(tmp_path, tiny_ckpt):
+    data = load_checkpoint(tiny_ckpt)
+    found = SearchedSchedule((2e-4, 0.05, 0.4), "ddim", 0.25, "pesq", 3.5, 5)
+    out = save_searched_copy(data, tmp_path / "searched.pt", {3: found}, default_steps=3)
+    assert load_checkpoint(tiny_ckpt).get("schedules_obj") == {}  # the input is untouched
+    again = load_checkpoint(out)
+    assert again["schedules_obj"] == {3: found} and again["default_steps"] == 3
+    assert again["step"] == data["step"] and all(torch.equal(again["ema"][k], v) for k, v in data["ema"].items())
+    vocoder = Vocoder.from_checkpoint(out)
+    assert vocoder.default_steps == 3
+    schedule, sampler, eta = vocoder.sampling(3)
+    assert torch.allclose(schedule.betas, torch.tensor([2e-4, 0.05, 0.4], dtype=torch.float64))
+    assert (sampler, eta) == ("ddim", 0.25)
+    assert vocoder.sampling(3, "ddpm")[1:] == ("ddpm", 0.0)  # an explicit sampler keeps the betas
+    assert torch.equal(vocoder.schedule(4).betas, inference_schedule(vocoder.recipe.diffusion, 4).betas)
+    mel = torch.zeros(80, 4) - 5
+    stored = vocoder.vocode(mel, seed=1)  # default: 3 steps, the searched schedule and sampler
+    explicit = vocoder.vocode(mel, schedule=found.schedule, sampler="ddim", eta=0.25, seed=1)
+    assert torch.equal(stored, explicit)
+    assert not torch.equal(stored, vocoder.vocode(mel, steps=3, sampler="ddpm", seed=1))
+    # a second search merges: 3 is kept, 2 is added
+    two = SearchedSchedule((1e-3, 0.5), "ddpm", 0.0, "pesq", 3.0, 5)
+    merged = load_checkpoint(save_searched_copy(again, tmp_path / "merged.pt", {2: two}))
+    assert merged["schedules_obj"] == {2: two, 3: found} and merged["default_steps"] == 3
+
+
+def test_bad_stored_schedule_is_one_line_error(tmp_path, tiny_ckpt):
+    data = torch.load(tiny_ckpt, weights_only=True)
+    data["schedules"] = {"3": {"betas": [0.1, 1.5], "sampler": "ddpm"}}
+    torch.save(data, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match=r"bad\.pt: searched schedule '3'") as info:
+        load_checkpoint(tmp_path / "bad.pt")
+    assert "\n" not in str(info.value)
+
+
+def test_cli_search_writes_copy_and_info_lists_it(tmp_path, tiny_ckpt, clips, run_main):
+    out = tmp_path / "s.pt"
+    result = run_main("schedule", "search", "-c", tiny_ckpt, *clips, "--steps", "2,3", "--metric", "logmel",
+                      "--budget-minutes", "0.02", "--out", out, "--default-steps", "2")
+    assert result.returncode == 0, result.stderr
+    assert "searched" in result.stdout and "train sub-sampled" in result.stdout
+    data = load_checkpoint(out)
+    assert sorted(data["schedules_obj"]) == [2, 3] and data["default_steps"] == 2
+    info = run_main("info", "-c", out)
+    assert info.returncode == 0 and "searched 2-step schedule" in info.stdout and "default steps: 2" in info.stdout
+    voc = run_main("vocode", "-c", out, clips[0], "-o", tmp_path / "v.wav")
+    assert voc.returncode == 0 and "2 steps, searched schedule (logmel" in voc.stderr
+    assert sf.info(str(tmp_path / "v.wav")).frames == sf.info(str(clips[0])).frames
+
+
+@pytest.mark.parametrize("kind, message", [("truncated", "cannot read checkpoint"),
+                                           ("foreign", "not an audiodiff checkpoint")])
+def test_cli_search_bad_checkpoint_one_line(tmp_path, tiny_ckpt, clips, run_main, kind, message):
+    bad = tmp_path / "bad.pt"
+    if kind == "truncated":
+        bad.write_bytes(tiny_ckpt.read_bytes()[:2000])
+    else:
+        torch.save({"weights": torch.zeros(2)}, bad)
+    result = run_main("schedule", "search", "-c", bad, *clips, "--metric", "logmel", "--out", tmp_path / "o.pt")
+    assert result.returncode == 2
+    assert message in result.stderr and str(bad) in result.stderr.replace("\n", "")
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert not (tmp_path / "o.pt").exists()
+
+
+def test_cli_search_refuses_to_overwrite_input(tiny_ckpt, clips, run_main):
+    result = run_main("schedule", "search", "-c", tiny_ckpt, *clips, "--out", tiny_ckpt)
+    assert result.returncode == 2 and "--overwrite" in result.stderr
+
+
+def test_scorer_rejects_unknown_metric(tiny_ckpt):
+    with pytest.raises(AudiodiffError, match="--metric 'snr'"):
+        ClipScorer(Vocoder.from_checkpoint(tiny_ckpt), [torch.zeros(2048)], "snr")
