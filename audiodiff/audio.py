@@ -140,6 +140,20 @@ class MelSpectrogram(nn.Module):
         return torch.clamp((db + 100) / 100, 0.0, 1.0)
 
 
+def mel_magnitude(mel: torch.Tensor, config: AudioConfig) -> torch.Tensor:
+    """Undo the preset's compression: mel [..., n_mels, frames] -> linear mel magnitude
+    (the filterbank applied to the STFT magnitude, as MelSpectrogram had it before the
+    log), without the window normalisation of `normalized` presets."""
+    mel = torch.as_tensor(mel)
+    if config.compression == "ln":
+        mag = torch.exp(mel)
+    else:  # db_unit: (20 log10(x) - 20 + 100) / 100, clamped to [0, 1]
+        mag = 10.0 ** ((mel * 100.0 - 100.0 + 20.0) / 20.0)
+    if config.normalized:  # MelSpectrogram divided the STFT by the window's L2 norm
+        mag = mag * float(np.sqrt(np.sum(np.hanning(config.win_length + 1)[:-1] ** 2)))
+    return mag
+
+
 def ln_mel_transform(config: AudioConfig) -> MelSpectrogram:
     """The model's mel settings with natural-log compression whatever its preset: the
     common scale of the metrics and report images, so numbers read the same for every recipe."""

@@ -109,8 +109,11 @@ def sample_noise_levels(schedule: Schedule, batch: int, generator: torch.Generat
 
 def diffusion_loss(network: torch.nn.Module, audio: torch.Tensor, cond: torch.Tensor | None,
                    schedule: Schedule, generator: torch.Generator, offset: int = 0,
-                   total: int | None = None) -> torch.Tensor:
+                   total: int | None = None, std: torch.Tensor | None = None) -> torch.Tensor:
     """L1 between the true and predicted noise (DiffWave's loss).
+
+    `std` [B, 1, T] (PriorGrad's prior, see prior.py): the noise is N(0, std^2) and the
+    error is weighed by 1/std; None is unit noise.
 
     audio [B, 1, T] clean; cond [B, n_mels, T] or None. Randomness comes from
     `generator` only (a CPU generator), so a seeded run repeats exactly.
@@ -124,9 +127,12 @@ def diffusion_loss(network: torch.nn.Module, audio: torch.Tensor, cond: torch.Te
     total = audio.shape[0] if total is None else total
     level = sample_noise_levels(schedule, total, generator)[rows].to(audio.device)
     eps = torch.randn((total, *audio.shape[1:]), generator=generator)[rows].to(audio.device)
+    if std is not None:
+        eps = eps * std
     a = level.view(-1, 1, 1)
     noisy = a * audio + (1 - a ** 2).sqrt() * eps
-    return (network(noisy, level, cond) - eps).abs().mean()
+    error = (network(noisy, level, cond) - eps).abs()
+    return (error if std is None else error / std).mean()
 
 
 SAMPLER_NAMES = ("ddpm", "ddim")

@@ -27,6 +27,7 @@ from audiodiff.diffusion import SearchedSchedule, Schedule, inference_schedule, 
 from audiodiff.errors import AudiodiffError, CheckpointError
 from audiodiff.model import DiffWave
 from audiodiff.precision import autocast, check_precision
+from audiodiff.prior import noise_std
 from audiodiff.recipe import Recipe
 from audiodiff.samplers import SAMPLERS, Denoiser, StepCallback
 
@@ -186,9 +187,11 @@ class _Model:
 
     def _sample(self, cond, batch: int, length: int, steps: int, sampler: str | None, seed: int | None,
                 generator: torch.Generator | None, on_step: StepCallback,
-                schedule: Schedule | None = None, eta: float | None = None) -> torch.Tensor:
+                schedule: Schedule | None = None, eta: float | None = None,
+                prior_std: torch.Tensor | None = None) -> torch.Tensor:
         """[batch, length] samples. An explicit `schedule` (with `sampler` and `eta`)
-        overrides the model's own choice for `steps` (the schedule search uses this)."""
+        overrides the model's own choice for `steps` (the schedule search uses this).
+        `prior_std` [batch, 1, length] scales the starting and injected noise (PriorGrad)."""
         if schedule is None:
             schedule, sampler, found_eta = self.sampling(steps, sampler)
             eta = found_eta if eta is None else eta
@@ -197,8 +200,11 @@ class _Model:
         if generator is None:
             generator = torch.Generator().manual_seed(0 if seed is None else seed)
         noise = torch.randn(batch, 1, length, generator=generator).to(self.device)
-        denoise = chunked_denoiser(self.network, cond, self.chunk_samples)
         options = {"eta": float(eta or 0.0)} if sampler == "ddim" else {}
+        if prior_std is not None:
+            prior_std = prior_std.to(self.device)
+            noise, options["noise_scale"] = noise * prior_std, prior_std
+        denoise = chunked_denoiser(self.network, cond, self.chunk_samples)
         with torch.inference_mode(), autocast(self.precision, self.device):
             x = SAMPLERS[sampler](denoise, schedule, noise, generator, on_step=on_step, **options)
         return x[:, 0].float().cpu()
@@ -250,8 +256,9 @@ class Vocoder(_Model):
         length = mel.shape[-1] * self.hop_length
         with torch.inference_mode():
             cond = Conditioner(self.network, mel, self.hop_length, CONDITION_CACHE_BYTES)
+        std = noise_std(mel, self.recipe.audio, self.recipe.diffusion, length)
         wav = self._sample(cond, mel.shape[0], length, steps, sampler, seed, generator, on_step,
-                           schedule=schedule, eta=eta)
+                           schedule=schedule, eta=eta, prior_std=std)
         return wav if batched else wav[0]
 
     def resynthesize(self, wav: torch.Tensor | np.ndarray, **kwargs) -> torch.Tensor:

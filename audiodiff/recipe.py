@@ -91,12 +91,20 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DiffusionConfig:
-    """Training noise schedule and the default fast inference schedule."""
+    """Training noise schedule, the default fast inference schedule, and the noise prior.
+
+    `prior` "standard" is unit white noise; "energy" (vocoders only) is PriorGrad's
+    prior: noise scaled per mel frame to the frame's energy over `prior_reference`,
+    clamped to [`prior_min`, 1] (see prior.py).
+    """
     schedule: str = "linear"
     steps: int = 50
     beta_start: float = 1e-4
     beta_end: float = 0.05
     fast_betas: tuple[float, ...] = LMNT_FAST_BETAS
+    prior: str = "standard"
+    prior_min: float = 0.1
+    prior_reference: float = 0.0
 
     def validate(self, where: str) -> None:
         _check(self.schedule in ("linear", "quadratic", "cosine"), where, "diffusion.schedule",
@@ -106,6 +114,10 @@ class DiffusionConfig:
                "need 0 < beta_start < beta_end < 1")
         _check(len(self.fast_betas) >= 1 and all(0 < b < 1 for b in self.fast_betas), where,
                "diffusion.fast_betas", "must be a non-empty list of betas in (0, 1)")
+        _check(self.prior in ("standard", "energy"), where, "diffusion.prior", "must be 'standard' or 'energy'")
+        _check(0 < self.prior_min <= 1, where, "diffusion.prior_min", "must be in (0, 1]")
+        _check(self.prior != "energy" or self.prior_reference > 0, where, "diffusion.prior_reference",
+               "must be > 0 with prior = 'energy' (the 99th percentile of the data's frame energies)")
 
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -274,6 +286,8 @@ def _recipe_from_table(table: dict[str, Any], where: str) -> Recipe:
             section = _with_preset(section, where)
         parts[name] = _build_section(cls, name, section, where)
         parts[name].validate(where)
+    _check(parts["diffusion"].prior == "standard" or parts["model"].conditional, where, "diffusion.prior",
+           "'energy' needs a mel: use it with model.conditional = true")
     return Recipe(**parts)
 
 

@@ -21,15 +21,18 @@ def _level(schedule: Schedule, n: int, x: torch.Tensor) -> torch.Tensor:
     return schedule.noise_levels[n].to(dtype=torch.float32).expand(x.shape[0]).to(x.device)
 
 
-def _gaussian(like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    return torch.randn(like.shape, generator=generator, dtype=torch.float32).to(like.device, like.dtype)
+def _gaussian(like: torch.Tensor, generator: torch.Generator, scale: torch.Tensor | None = None) -> torch.Tensor:
+    z = torch.randn(like.shape, generator=generator, dtype=torch.float32).to(like.device, like.dtype)
+    return z if scale is None else z * scale
 
 
 def ddpm(denoise: Denoiser, schedule: Schedule, noise: torch.Tensor, generator: torch.Generator,
-         on_step: StepCallback = None) -> torch.Tensor:
+         on_step: StepCallback = None, noise_scale: torch.Tensor | None = None) -> torch.Tensor:
     """Ancestral DDPM sampling (DiffWave Algorithm 2), one network call per step.
 
-    noise [B, 1, T] is x_T; returns x_0 [B, 1, T] clamped to [-1, 1].
+    noise [B, 1, T] is x_T; returns x_0 [B, 1, T] clamped to [-1, 1]. `noise_scale`
+    [B, 1, T] scales the noise injected at each step (PriorGrad's prior; x_T must
+    already have it).
     """
     a, ab, beta = schedule.alphas, schedule.alpha_bars, schedule.betas
     x = noise
@@ -38,7 +41,7 @@ def ddpm(denoise: Denoiser, schedule: Schedule, noise: torch.Tensor, generator: 
         x = (x - float(beta[n] / (1 - ab[n]).sqrt()) * eps) / float(a[n].sqrt())
         if n > 0:
             sigma = float(((1 - ab[n - 1]) / (1 - ab[n]) * beta[n]).sqrt())
-            x = x + sigma * _gaussian(x, generator)
+            x = x + sigma * _gaussian(x, generator, noise_scale)
         x = x.clamp(-1.0, 1.0)
         if on_step is not None:
             on_step(len(schedule) - n)
@@ -46,10 +49,11 @@ def ddpm(denoise: Denoiser, schedule: Schedule, noise: torch.Tensor, generator: 
 
 
 def ddim(denoise: Denoiser, schedule: Schedule, noise: torch.Tensor, generator: torch.Generator,
-         on_step: StepCallback = None, eta: float = 0.0) -> torch.Tensor:
+         on_step: StepCallback = None, eta: float = 0.0, noise_scale: torch.Tensor | None = None) -> torch.Tensor:
     """DDIM (Song et al. 2021): deterministic for eta = 0, ancestral-like for eta = 1.
 
-    noise [B, 1, T] is x_T; returns x_0 [B, 1, T] clamped to [-1, 1].
+    noise [B, 1, T] is x_T; returns x_0 [B, 1, T] clamped to [-1, 1]. `noise_scale` as
+    in `ddpm`.
     """
     ab = schedule.alpha_bars
     x = noise
@@ -62,7 +66,7 @@ def ddim(denoise: Denoiser, schedule: Schedule, noise: torch.Tensor, generator: 
         direction = float((1 - ab_prev - sigma ** 2).clamp(min=0).sqrt())
         x = float(ab_prev.sqrt()) * x0 + direction * eps
         if n > 0 and sigma > 0:
-            x = x + sigma * _gaussian(x, generator)
+            x = x + sigma * _gaussian(x, generator, noise_scale)
         if on_step is not None:
             on_step(len(schedule) - n)
     return x.clamp(-1.0, 1.0)

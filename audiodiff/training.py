@@ -51,6 +51,7 @@ from audiodiff.logging_tb import TensorBoardLog
 from audiodiff.lr_schedule import learning_rate_at
 from audiodiff.model import DiffWave
 from audiodiff.precision import autocast, check_precision, grad_scaler
+from audiodiff.prior import noise_std
 from audiodiff.recipe import Recipe
 
 
@@ -207,8 +208,10 @@ class Trainer:
             offset = share_offset(micro, self.dist.rank, self.dist.world_size, cfg.batch_size)
             with self._gradient_sync(micro == len(batches) - 1):
                 with autocast(cfg.precision, self.device):
+                    std = None if mel is None else noise_std(mel, self.recipe.audio, self.recipe.diffusion,
+                                                             audio.shape[-1])
                     loss = diffusion_loss(self.objective, audio, mel, self.schedule, generator,
-                                          offset, self.global_batch)
+                                          offset, self.global_batch, std=std)
                 self.scaler.scale(loss / len(batches)).backward()
             total += loss.detach().float()
         loss = float(self.dist.mean(total / len(batches)))

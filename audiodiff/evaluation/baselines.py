@@ -6,22 +6,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from audiodiff.audio import mel_magnitude
 from audiodiff.recipe import AudioConfig
 
 GRIFFIN_LIM_ITERS = 32
 
 
 def mel_to_magnitude(mel, config: AudioConfig) -> np.ndarray:
-    """Undo the preset's compression: [n_mels, frames] -> linear mel magnitude (filterbank
-    applied to the STFT magnitude, as MelSpectrogram computed it before the log)."""
-    mel = np.asarray(torch.as_tensor(mel, dtype=torch.float32).cpu(), dtype=np.float64)
-    if config.compression == "ln":
-        mag = np.exp(mel)
-    else:  # db_unit: (20 log10(x) - 20 + 100) / 100, clamped to [0, 1]
-        mag = 10.0 ** ((mel * 100.0 - 100.0 + 20.0) / 20.0)
-    if config.normalized:  # MelSpectrogram divided the STFT by the window's L2 norm
-        mag = mag * np.sqrt(np.sum(np.hanning(config.win_length + 1)[:-1] ** 2))
-    return mag
+    """Undo the preset's compression: [n_mels, frames] -> linear mel magnitude (float64)."""
+    return mel_magnitude(torch.as_tensor(mel, dtype=torch.float64).cpu(), config).numpy()
 
 
 def griffin_lim(mel, config: AudioConfig, length: int | None = None, n_iter: int = GRIFFIN_LIM_ITERS,
