@@ -35,7 +35,7 @@ from audiodiff.inference import Vocoder
 #: name -> (higher is better?, description)
 METRICS = {"pesq": (True, "PESQ wideband"), "logmel": (False, "log-mel distance"),
            "mrstft": (False, "multi-resolution STFT distance")}
-GRID_FIRST = (1e-4, 3e-4, 1e-3, 3e-3)   # beta at the least noisy step
+GRID_FIRST = (1e-5, 1e-4, 1e-3)   # beta at the least noisy step: its noise is what the output keeps
 GRID_LAST = (0.1, 0.2, 0.35, 0.5, 0.7)  # beta at the noisiest step
 DDIM_ETAS = (0.0, 0.5, 1.0)
 BETA_MIN, BETA_MAX = 1e-6, 0.95

@@ -44,7 +44,7 @@ def test_geometric_and_grid_shapes():
     assert np.allclose(np.diff(np.log10(betas)), np.log10(0.5 / 1e-4) / 3)
     assert geometric(1e-3, 0.3, 1) == (0.3,)
     assert {len(c.betas) for c in grid_candidates(3)} == {3}
-    assert len(grid_candidates(3)) == 20 and len(grid_candidates(1)) == 5
+    assert len(grid_candidates(3)) == 15 and len(grid_candidates(1)) == 5
 
 
 def test_perturb_stays_valid_and_is_seeded():

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# How the shipped default models (audiodiff/pretrained/) are made and measured, from the
+# repository root with ../shared/data beside it. Each stage resumes or can be re-run.
+#
+#   bash benchmarks/default_models.sh train      # hours: re-run to resume
+#   bash benchmarks/default_models.sh search     # ~10 min: schedules on 5 held-out clips
+#   bash benchmarks/default_models.sh eval       # held-out Kathleen + ljspeech-mini numbers
+#   bash benchmarks/default_models.sh export     # write audiodiff/pretrained/*.pt
+#   bash benchmarks/default_models.sh generator  # spectrograms of generated vs training piano
+#
+# VOCODER_STEPS / GENERATOR_STEPS pick the checkpoints (default: the newest in each run).
+set -euo pipefail
+stage=${1:?stage: train, search, eval, export or generator}
+VOC_RUN=runs/kathleen
+GEN_RUN=runs/bach-piano-uncond
+newest() { ls "$1"/step-*.pt | tail -n 1; }
+VOC_CKPT=${VOCODER_CKPT:-$(newest $VOC_RUN 2>/dev/null || true)}
+GEN_CKPT=${GENERATOR_CKPT:-$(newest $GEN_RUN 2>/dev/null || true)}
+# the recipe's 20 validation clips (never trained on): 5 to search on, 15 to report on
+validation() { python -c "import json, sys; v = json.load(open('$VOC_RUN/split.json'))['validation']; print(' '.join(v[$1]))"; }
+SEARCH_CLIPS=$(validation ':5' 2>/dev/null || true)
+REPORT_CLIPS=$(validation '5:' 2>/dev/null || true)
+
+case $stage in
+  train)
+    audiodiff train recipes/kathleen.toml --out $VOC_RUN
+    audiodiff train recipes/bach-piano-uncond.toml --out $GEN_RUN ;;
+  search)
+    audiodiff schedule search -c "$VOC_CKPT" $SEARCH_CLIPS --steps 2,3,4,6 --metric pesq \
+      --budget-minutes "${BUDGET_MINUTES:-10}" --out $VOC_RUN/searched.pt --default-steps "${DEFAULT_STEPS:-4}" ;;
+  eval)
+    # the searched schedules (2, 3, 4, 6 steps) and 50-step DDPM, with Griffin-Lim and the reference
+    audiodiff eval -c $VOC_RUN/searched.pt $REPORT_CLIPS --steps 2,3,4,6,50 --out eval/kathleen-heldout
+    # lmnt's fast 6-step schedule through our sampler (the unsearched checkpoint's default)
+    audiodiff eval -c "$VOC_CKPT" $REPORT_CLIPS --steps 2,4,6 --out eval/kathleen-heldout-default
+    # another speaker: the 22 LJSpeech clips
+    audiodiff eval -c $VOC_RUN/searched.pt ../shared/data/ljspeech-mini/wavs --steps 2,4,6 --out eval/ljspeech-mini ;;
+  export)
+    audiodiff export $VOC_RUN/searched.pt -o audiodiff/pretrained/vocoder.pt
+    audiodiff export "$GEN_CKPT" -o audiodiff/pretrained/generator.pt --default-steps "${GENERATOR_STEPS:-50}" ;;
+  generator)
+    audiodiff eval -c audiodiff/pretrained/generator.pt ../shared/data/bach-piano -n 4 --seconds 5 \
+      --out eval/generator ;;
+  *) echo "unknown stage $stage" >&2; exit 2 ;;
+esac
