@@ -26,7 +26,9 @@ case $stage in
     audiodiff train recipes/kathleen.toml --out $VOC_RUN
     audiodiff train recipes/bach-piano-uncond.toml --out $GEN_RUN ;;
   search)
-    audiodiff schedule search -c "$VOC_CKPT" $SEARCH_CLIPS --steps 2,3,4,6 --metric pesq \
+    # log-mel, not PESQ: for a model this short-trained PESQ sits at its floor (1.03-1.06
+    # for every schedule tried), so it cannot rank schedules; log-mel distance can
+    audiodiff schedule search -c "$VOC_CKPT" $SEARCH_CLIPS --steps 2,3,4,6 --metric "${METRIC:-logmel}" \
       --budget-minutes "${BUDGET_MINUTES:-10}" --out $VOC_RUN/searched.pt --default-steps "${DEFAULT_STEPS:-4}" ;;
   eval)
     # the searched schedules (2, 3, 4, 6 steps) and 50-step DDPM, with Griffin-Lim and the reference
@@ -39,7 +41,15 @@ case $stage in
     audiodiff export $VOC_RUN/searched.pt -o audiodiff/pretrained/vocoder.pt
     audiodiff export "$GEN_CKPT" -o audiodiff/pretrained/generator.pt --default-steps "${GENERATOR_STEPS:-50}" ;;
   generator)
-    audiodiff eval -c audiodiff/pretrained/generator.pt ../shared/data/bach-piano -n 4 --seconds 5 \
-      --out eval/generator ;;
+    # 5 s excerpts (from 20 s in) of 4 training chorales, at the model's 16 kHz, as the reference set
+    python - <<'PY'
+from pathlib import Path
+from audiodiff.audio import load_audio, save_audio
+out = Path("eval/generator-references")
+for f in sorted(Path("../shared/data/bach-piano").glob("*.flac"))[:4]:
+    save_audio(out / f"{f.stem}-20s.wav", load_audio(f, 16000)[20 * 16000:25 * 16000], 16000)
+PY
+    audiodiff eval -c audiodiff/pretrained/generator.pt eval/generator-references -n 3 --seconds 5 \
+      --steps "${GENERATOR_STEPS:-50}" --out eval/generator ;;
   *) echo "unknown stage $stage" >&2; exit 2 ;;
 esac
