@@ -157,6 +157,7 @@ def info(checkpoint: CheckpointOpt = None) -> None:
 def _describe(out: Console, ckpt: Path, card) -> None:
     """Print one checkpoint's description (and its model card, for a shipped default)."""
     from audiodiff.checkpoint import load_checkpoint
+    from audiodiff.inference import Generator, Vocoder
 
     data = load_checkpoint(ckpt)
     r = data["recipe_obj"]
@@ -178,8 +179,8 @@ def _describe(out: Console, ckpt: Path, card) -> None:
     say(f"  diffusion: {r.diffusion.schedule} x {r.diffusion.steps}, fast schedule {len(r.diffusion.fast_betas)} steps")
     if not card:
         say(f"  data: {r.data.source} at {r.data.root}")
-    default = data.get("default_steps") or (6 if r.model.conditional else r.diffusion.steps)
-    say(f"  default steps: {default}{'' if data.get('default_steps') else ' (not set in the checkpoint)'}")
+    model = (Vocoder if r.model.conditional else Generator).from_checkpoint_data(data, str(ckpt))
+    say(f"  default steps: {model.default_steps}{'' if data.get('default_steps') else ' (not set in the checkpoint)'}")
     for n, found in sorted(data["schedules_obj"].items()):
         say(f"  searched {n}-step schedule: {found.sampler}"
             f"{f' eta {found.eta:.2f}' if found.sampler == 'ddim' else ''}, {found.metric} {found.score:.3f} "

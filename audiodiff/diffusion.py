@@ -94,8 +94,14 @@ def inference_schedule(config: DiffusionConfig, steps: int) -> Schedule:
                                                   dtype=torch.float64))
     if steps >= len(train):
         return train
-    idx = torch.linspace(0, len(train) - 1, steps).round().long()
-    return Schedule.from_noise_levels(train.noise_levels[idx])
+    return subsampled(train, steps)
+
+
+def subsampled(schedule: Schedule, steps: int) -> Schedule:
+    """`steps` points of `schedule` evenly spaced in step index (first and last kept),
+    with their alpha-bar (so their noise levels) unchanged."""
+    idx = torch.linspace(0, len(schedule) - 1, min(steps, len(schedule))).round().long()
+    return Schedule.from_noise_levels(schedule.noise_levels[idx])
 
 
 def sample_noise_levels(schedule: Schedule, batch: int, generator: torch.Generator) -> torch.Tensor:

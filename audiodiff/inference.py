@@ -116,6 +116,11 @@ def chunked_denoiser(network: DiffWave, cond: Callable[[int, int], torch.Tensor]
     return denoise
 
 
+def _check_sampler(name: str) -> None:
+    if name not in SAMPLERS:
+        raise AudiodiffError(f"unknown sampler {name!r} (known: {', '.join(SAMPLERS)})")
+
+
 class _Model:
     """Shared by Vocoder and Generator: a network, its recipe, a device, sampling."""
 
@@ -172,8 +177,7 @@ class _Model:
         found = self.searched.get(steps)
         if sampler is None:
             sampler = found.sampler if found else "ddpm"
-        if sampler not in SAMPLERS:
-            raise AudiodiffError(f"unknown sampler {sampler!r} (known: {', '.join(SAMPLERS)})")
+        _check_sampler(sampler)
         eta = found.eta if found and found.sampler == sampler else 0.0
         return self.schedule(steps), sampler, eta
 
@@ -195,8 +199,8 @@ class _Model:
         if schedule is None:
             schedule, sampler, found_eta = self.sampling(steps, sampler)
             eta = found_eta if eta is None else eta
-        elif sampler not in SAMPLERS:
-            raise AudiodiffError(f"unknown sampler {sampler!r} (known: {', '.join(SAMPLERS)})")
+        else:
+            _check_sampler(sampler)
         if generator is None:
             generator = torch.Generator().manual_seed(0 if seed is None else seed)
         noise = torch.randn(batch, 1, length, generator=generator).to(self.device)

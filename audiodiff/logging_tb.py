@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from audiodiff.audio import ln_mel_transform
-from audiodiff.evaluation.report import DB_RANGE
+from audiodiff.evaluation.report import DB_RANGE, spectrogram_db
 from audiodiff.recipe import AudioConfig
 
 #: Packages TensorBoard logging needs: the event writer, and PIL to encode images.
@@ -87,9 +86,7 @@ class TensorBoardLog:
 def spectrogram_image(wav: torch.Tensor, audio: AudioConfig) -> torch.Tensor:
     """wav [samples] -> RGB image [3, n_mels, frames] in [0, 1]: the ln-mel in dB over the
     top `DB_RANGE` dB, colour-mapped, lowest band in the bottom row."""
-    with torch.no_grad():
-        ln = ln_mel_transform(audio)(wav.reshape(-1)).numpy()
-    db = ln * (20.0 / np.log(10.0))
+    db = spectrogram_db(wav, audio)
     top = float(db.max())
     level = np.clip((db - (top - DB_RANGE)) / DB_RANGE, 0.0, 1.0)[::-1]  # [n_mels, frames], low bands last
     anchors = np.linspace(0.0, 1.0, len(_COLOURS))

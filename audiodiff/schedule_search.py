@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from audiodiff.diffusion import SearchedSchedule, Schedule, inference_schedule, training_schedule
+from audiodiff.diffusion import SearchedSchedule, Schedule, inference_schedule, subsampled, training_schedule
 from audiodiff.errors import AudiodiffError
 from audiodiff.evaluation.metrics import log_mel_distance, mr_stft_distance, pesq_wb, to_metric_rate
 from audiodiff.inference import Vocoder
@@ -112,15 +112,10 @@ class ClipScorer:
 def baseline_candidates(vocoder: Vocoder, steps: int) -> dict[str, Candidate]:
     """The schedules a search must beat, named for the results table."""
     config = vocoder.recipe.diffusion
-    rule = inference_schedule(config, steps)
-    train = training_schedule(config)
-    idx = torch.linspace(0, len(train) - 1, min(steps, len(train))).round().long()
-    out = {"default": Candidate.of(rule),
-           "train-subsampled": Candidate.of(Schedule.from_noise_levels(train.noise_levels[idx])),
-           "ddim": Candidate.of(rule, "ddim", 0.0)}
-    if len(config.fast_betas) == steps:
-        out["default"] = Candidate.of(Schedule.from_betas(config.fast_betas))
-    return out
+    rule = inference_schedule(config, steps)  # at len(fast_betas) steps: lmnt's fast schedule
+    return {"default": Candidate.of(rule),
+            "train-subsampled": Candidate.of(subsampled(training_schedule(config), steps)),
+            "ddim": Candidate.of(rule, "ddim", 0.0)}
 
 
 def geometric(first: float, last: float, steps: int) -> tuple[float, ...]:

@@ -41,7 +41,8 @@ from torch.utils.data import DataLoader
 
 from audiodiff.audio import MelSpectrogram, load_audio, save_audio
 from audiodiff.checkpoint import checkpoint_name, latest_checkpoint, load_checkpoint, save_checkpoint
-from audiodiff.data import CropDataset, StepBatchSampler, prepare_training_data, share_offset
+from audiodiff.data import (CropDataset, StepBatchSampler, ignore_stop_signals, prepare_training_data,
+                            share_offset)
 from audiodiff.diffusion import diffusion_loss, training_schedule
 from audiodiff.distributed import DistContext, init_distributed, shutdown
 from audiodiff.errors import AudiodiffError, TrainingStopped
@@ -178,6 +179,7 @@ class Trainer:
         sampler = StepBatchSampler(len(train), cfg.batch_size, cfg.seed, self.step, cfg.max_steps,
                                    rank=self.dist.rank, world_size=self.dist.world_size, accum=cfg.grad_accum)
         loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.num_workers,
+                            worker_init_fn=ignore_stop_signals if cfg.num_workers else None,
                             pin_memory=self.device.type == "cuda")
         reference = None
         if val and self.dist.is_main:

@@ -3,6 +3,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -164,3 +169,26 @@ def test_trains_on_real_ljspeech_mini(tmp_path, ljspeech_mini):
     assert len(split["validation"]) == 1
     assert len(split["train"]) + len(split["validation"]) == 22
     assert sorted(losses(tmp_path)) == [1, 2, 3]
+
+
+def test_sigterm_to_the_process_group_saves_without_traceback(tmp_path, synth_folder):
+    """A scheduler (or `pkill -f`) signals the trainer and its DataLoader workers at once:
+    the step in progress is saved, the exit is clean, and the checkpoint loads."""
+    out = tmp_path / "run"
+    overrides = tiny_overrides(synth_folder, max_steps=100000, num_workers=1, checkpoint_every=100000)
+    cmd = [sys.executable, "-m", "audiodiff", "train", str(TINY), "--out", str(out), "--device", "cpu"]
+    for item in overrides:
+        cmd += ["--set", item]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            start_new_session=True, env=env)
+    deadline = time.monotonic() + 120
+    while not any("loss" in r for r in (metrics(out) if (out / "metrics.jsonl").exists() else [])):
+        assert proc.poll() is None and time.monotonic() < deadline, "training did not start"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Interrupted: saving step" in err and "Traceback" not in err and "RuntimeError" not in err, err
+    saved = sorted(out.glob("step-*.pt"))
+    assert len(saved) == 1 and load_checkpoint(saved[0])["step"] >= 1

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -109,6 +110,18 @@ class CropDataset(Dataset):
             return read_segment(clip.path, clip.sample_rate, self.sample_rate, start, length)
         except sf.LibsndfileError:  # a format soundfile cannot seek in: decode it whole
             return load_audio(clip.path, self.sample_rate)[start:start + length]
+
+
+def ignore_stop_signals(worker_id: int) -> None:  # noqa: ARG001 - DataLoader's worker_init_fn signature
+    """DataLoader workers leave SIGINT and SIGTERM to the trainer.
+
+    Ctrl-C, and `kill` of a process group (a job scheduler, `pkill -f`), signal the
+    workers too; a worker that dies of it makes the main process fail with a traceback
+    while it is saving the interrupted step. Ignoring them here lets the trainer save and
+    shut its workers down itself (they also exit when the trainer dies).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def share_offset(micro: int, rank: int, world_size: int, batch_size: int) -> int:

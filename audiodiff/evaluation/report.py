@@ -55,12 +55,16 @@ def _pyplot():
 _fmt = format_value
 
 
-def _spectrogram_db(path: Path, config: AudioConfig) -> np.ndarray:
-    wav = load_audio(path, config.sample_rate)
-    mel = ln_mel_transform(config)
+def spectrogram_db(wav, config: AudioConfig) -> np.ndarray:
+    """wav [samples] at the model's rate -> ln-mel magnitude in dB [n_mels, frames]: what
+    the report's images and TensorBoard's spectrograms show."""
     with torch.no_grad():
-        ln = mel(torch.from_numpy(wav)).numpy()
+        ln = ln_mel_transform(config)(torch.as_tensor(wav, dtype=torch.float32).reshape(-1)).numpy()
     return ln * (20.0 / np.log(10.0))  # ln magnitude -> dB
+
+
+def _spectrogram_db(path: Path, config: AudioConfig) -> np.ndarray:
+    return spectrogram_db(load_audio(path, config.sample_rate), config)
 
 
 def _save_spectrogram(plt, db: np.ndarray, target: Path, title: str | None, config: AudioConfig,
