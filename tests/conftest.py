@@ -98,3 +98,23 @@ def run_main(monkeypatch, capsys):
         return subprocess.CompletedProcess(args, code, out, err)
 
     return call
+
+
+def train_run(recipe, out: Path) -> tuple[Path, str]:
+    """Train (or resume) `recipe` in `out` on the CPU, quietly; returns (last checkpoint, console text)."""
+    import io
+
+    from rich.console import Console
+
+    from audiodiff.training import Trainer
+
+    log = io.StringIO()
+    last = Trainer(recipe, out, device="cpu", console=Console(file=log, width=300), progress=False).run()
+    return last, log.getvalue()
+
+
+def read_metrics(out: Path) -> list[dict]:
+    """The records of a run's metrics.jsonl."""
+    import json
+
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]

@@ -1,12 +1,8 @@
 """PriorGrad's energy prior: per-frame noise std from the mel, in training and sampling."""
 from __future__ import annotations
 
-import io
-import json
-
 import pytest
 import torch
-from rich.console import Console
 
 from audiodiff.audio import MelSpectrogram
 from audiodiff.diffusion import Schedule, diffusion_loss, training_schedule
@@ -15,9 +11,8 @@ from audiodiff.inference import Vocoder
 from audiodiff.model import DiffWave
 from audiodiff.prior import frame_energy, noise_std, reference_energy
 from audiodiff.recipe import load_recipe
-from audiodiff.training import Trainer
 
-from conftest import TINY, sine, tiny_overrides
+from conftest import TINY, read_metrics, sine, tiny_overrides, train_run
 
 ENERGY = ["diffusion.prior='energy'", "diffusion.prior_reference=0.1", "diffusion.prior_min=0.1"]
 
@@ -94,8 +89,7 @@ def test_prior_settings_are_validated(overrides, message):
 
 def test_one_training_step_with_the_prior_runs(tmp_path, synth_folder):
     recipe = load_recipe(TINY, tiny_overrides(synth_folder, max_steps=2) + ENERGY)
-    last = Trainer(recipe, tmp_path / "run", device="cpu", console=Console(file=io.StringIO()), progress=False).run()
+    last, _ = train_run(recipe, tmp_path / "run")
     assert Vocoder.from_checkpoint(last).recipe.diffusion.prior == "energy"
-    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    losses = [r["loss"] for r in records if "loss" in r]
+    losses = [r["loss"] for r in read_metrics(tmp_path / "run") if "loss" in r]
     assert len(losses) == 2 and all(0.0 < x < 10.0 for x in losses)  # finite: no 1/std blow-up

@@ -16,7 +16,7 @@ from audiodiff.inference import Vocoder
 from audiodiff.recipe import load_recipe
 from audiodiff.training import Trainer
 
-from conftest import TINY, tiny_overrides
+from conftest import TINY, train_run, tiny_overrides
 
 
 def recipe_for(root: Path, *extra: str, **train):
@@ -24,9 +24,8 @@ def recipe_for(root: Path, *extra: str, **train):
 
 
 def run(recipe, out: Path) -> str:
-    log = io.StringIO()
-    Trainer(recipe, out, device="cpu", console=Console(file=log, width=300), progress=False).run()
-    return log.getvalue()
+    """Train (or resume) in `out`; returns the console text."""
+    return train_run(recipe, out)[1]
 
 
 def test_tensorboard_events_hold_scalars_audio_and_images(tmp_path, synth_folder):

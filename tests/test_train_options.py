@@ -3,7 +3,6 @@ their validation; --precision for sampling."""
 from __future__ import annotations
 
 import io
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,17 +19,7 @@ from audiodiff.model import DiffWave
 from audiodiff.recipe import TrainConfig, load_recipe
 from audiodiff.training import Trainer
 
-from conftest import TINY, tiny_overrides
-
-
-def run(recipe, out: Path) -> tuple[Path, str]:
-    log = io.StringIO()
-    last = Trainer(recipe, out, device="cpu", console=Console(file=log, width=200), progress=False).run()
-    return last, log.getvalue()
-
-
-def records(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+from conftest import TINY, read_metrics as records, tiny_overrides, train_run as run
 
 
 def recipe_for(root: Path, *extra: str, **train):

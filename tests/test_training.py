@@ -1,7 +1,6 @@
 """The trainer: determinism, exact resume, checkpoint pruning, run-folder safety, validation output."""
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -13,25 +12,13 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 import torch
-from rich.console import Console
 
 from audiodiff.checkpoint import load_checkpoint
 from audiodiff.errors import AudiodiffError
 from audiodiff.recipe import load_recipe
 from audiodiff.training import Trainer
 
-from conftest import TINY, tiny_overrides
-
-
-def run(recipe, out: Path) -> tuple[Path, str]:
-    """Train (or resume) in `out`; returns (last checkpoint, console text)."""
-    log = io.StringIO()
-    last = Trainer(recipe, out, device="cpu", console=Console(file=log, width=200), progress=False).run()
-    return last, log.getvalue()
-
-
-def metrics(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+from conftest import TINY, read_metrics as metrics, tiny_overrides, train_run as run
 
 
 def losses(out: Path) -> dict[int, float]:
