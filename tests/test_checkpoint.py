@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pickle
 
+import numpy as np
 import pytest
 import torch
 
@@ -154,3 +155,14 @@ def test_latest_checkpoint_and_name(tmp_path):
         (tmp_path / checkpoint_name(step)).write_bytes(b"x")
     (tmp_path / "other.pt").write_bytes(b"x")
     assert latest_checkpoint(tmp_path) == tmp_path / "step-00000100.pt"
+
+
+def test_random_bytes_always_give_the_one_line_error(tmp_path):
+    """Damaged files make torch's unpickler raise UnpicklingError, IndexError, KeyError or
+    UnicodeDecodeError depending on the bytes: every one is a CheckpointError."""
+    path = tmp_path / "garbage.pt"
+    for seed in range(300):
+        path.write_bytes(np.random.default_rng(seed).bytes(2000))
+        with pytest.raises(CheckpointError, match="garbage.pt: ") as info:
+            load_checkpoint(path)
+        assert "\n" not in str(info.value)
