@@ -116,21 +116,52 @@ class MelSpectrogram(nn.Module):
         """Number of mel frames for a signal of `samples` samples."""
         return -(-samples // self.config.hop_length)
 
-    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+    def _pad(self) -> int:
+        """Samples of padding before the signal: frame i starts at i * hop - _pad()."""
+        cfg = self.config
+        return (cfg.n_fft // 2 if cfg.center else (cfg.n_fft - cfg.hop_length) // 2)
+
+    def stft(self, wav: torch.Tensor) -> torch.Tensor:
+        """[..., samples] -> complex STFT [..., n_fft // 2 + 1, frames] framed exactly as
+        the mel (frame i is mel frame i), without the normalisation of `normalized` presets."""
         cfg = self.config
         lead = wav.shape[:-1]
-        x = wav.reshape(-1, wav.shape[-1]).float()
+        x = wav.reshape(-1, wav.shape[-1])
+        x = x if x.is_floating_point() else x.float()
         n_frames = self.frames(x.shape[-1])
-        left = cfg.n_fft // 2 if cfg.center else (cfg.n_fft - cfg.hop_length) // 2
+        left = self._pad()
         right = (n_frames - 1) * cfg.hop_length + cfg.n_fft - x.shape[-1] - left
         mode = "reflect" if x.shape[-1] > max(left, right) else "constant"
         x = torch.nn.functional.pad(x.unsqueeze(1), (left, right), mode=mode).squeeze(1)
         spec = torch.stft(x, cfg.n_fft, hop_length=cfg.hop_length, win_length=cfg.win_length,
-                          window=self.window, center=False, return_complex=True).abs()
-        if cfg.normalized:
+                          window=self.window.to(x.dtype), center=False, return_complex=True)
+        return spec.reshape(*lead, *spec.shape[-2:])
+
+    def istft(self, spec: torch.Tensor, samples: int) -> torch.Tensor:
+        """Inverse of `stft`: complex [..., bins, frames] -> [..., samples] by weighted
+        overlap-add (least squares for a modified spectrogram, as Griffin-Lim needs)."""
+        cfg = self.config
+        lead = spec.shape[:-2]
+        spec = spec.reshape(-1, *spec.shape[-2:])
+        frames = spec.shape[-1]
+        offset = (cfg.n_fft - cfg.win_length) // 2  # torch.stft centres a short window in n_fft
+        window = torch.nn.functional.pad(self.window.to(spec.real.dtype), (offset, cfg.n_fft - cfg.win_length - offset))
+        chunks = torch.fft.irfft(spec, n=cfg.n_fft, dim=-2) * window[:, None]  # [B, n_fft, frames]
+        total = (frames - 1) * cfg.hop_length + cfg.n_fft
+        fold = dict(output_size=(1, total), kernel_size=(1, cfg.n_fft), stride=(1, cfg.hop_length))
+        signal = torch.nn.functional.fold(chunks, **fold)[:, 0, 0]
+        norm = torch.nn.functional.fold((window ** 2)[None, :, None].expand(1, -1, frames), **fold)[0, 0, 0]
+        left = self._pad()
+        out = signal[:, left:left + samples] / norm[left:left + samples].clamp(min=1e-8)
+        if out.shape[-1] < samples:
+            out = torch.nn.functional.pad(out, (0, samples - out.shape[-1]))
+        return out.reshape(*lead, samples)
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        spec = self.stft(wav.float()).abs()
+        if self.config.normalized:
             spec = spec / self.window.pow(2).sum().sqrt()
-        mel = self.compress(torch.matmul(self.mel_basis, spec))
-        return mel.reshape(*lead, cfg.n_mels, n_frames)
+        return self.compress(torch.matmul(self.mel_basis, spec))
 
     def compress(self, mel: torch.Tensor) -> torch.Tensor:
         """Linear mel magnitude -> the preset's log scale."""

@@ -12,6 +12,8 @@ A checkpoint is a dict of plain types and tensors:
     extra     dict of plain values (e.g. generator state, run info)
     schedules optional: {"N": SearchedSchedule.to_dict()} from `audiodiff schedule search`
     default_steps optional: the step count `vocode` uses when none is asked for
+    default_refine optional: the mel-consistency refinement iterations `vocode` runs after
+              sampling when none are asked for (see consistency.py; 0 when absent)
 
 It is written to a temp file in the same folder, flushed, and renamed, so a killed
 process leaves either the old file or the new one. It is read with
@@ -40,7 +42,7 @@ REQUIRED = ("format", "version", "step", "recipe", "model", "ema")
 def save_checkpoint(path: str | Path, *, recipe: Recipe, model: dict, ema: dict, step: int,
                     optimizer: dict | None = None, extra: dict[str, Any] | None = None,
                     schedules: dict[int, SearchedSchedule] | None = None,
-                    default_steps: int | None = None) -> Path:
+                    default_steps: int | None = None, default_refine: int | None = None) -> Path:
     """Write a checkpoint atomically; returns its path."""
     path = Path(path)
     payload = {"format": FORMAT, "version": FORMAT_VERSION, "step": int(step),
@@ -50,6 +52,8 @@ def save_checkpoint(path: str | Path, *, recipe: Recipe, model: dict, ema: dict,
         payload["schedules"] = {str(n): s.to_dict() for n, s in sorted(schedules.items())}
     if default_steps is not None:
         payload["default_steps"] = int(default_steps)
+    if default_refine is not None:
+        payload["default_refine"] = int(default_refine)
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return path
@@ -86,6 +90,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     steps = data.get("default_steps")
     if steps is not None and (not isinstance(steps, int) or steps < 1):
         raise CheckpointError(f"{path}: default_steps {steps!r} is not a positive integer")
+    refine = data.get("default_refine")
+    if refine is not None and (not isinstance(refine, int) or refine < 0):
+        raise CheckpointError(f"{path}: default_refine {refine!r} is not a non-negative integer")
     return data
 
 
@@ -114,19 +121,21 @@ def save_searched_copy(data: dict[str, Any], path: str | Path, schedules: dict[i
     steps = data.get("default_steps") if default_steps is None else default_steps
     return save_checkpoint(path, recipe=data["recipe_obj"], model=data["model"], ema=data["ema"],
                            step=data["step"], optimizer=data.get("optimizer"), extra=data.get("extra"),
-                           schedules=merged, default_steps=steps)
+                           schedules=merged, default_steps=steps, default_refine=data.get("default_refine"))
 
 
 def export_inference_copy(data: dict[str, Any], path: str | Path, half: bool = True,
-                          default_steps: int | None = None) -> Path:
+                          default_steps: int | None = None, default_refine: int | None = None) -> Path:
     """Write the inference-only form of a loaded checkpoint: its EMA weights (as float16
     when `half`: a quarter of a training checkpoint, which also holds raw weights and
-    Adam's two moments), its recipe, step, searched schedules and default step count;
-    no raw weights, no optimizer state. Loading casts the weights back to float32."""
+    Adam's two moments), its recipe, step, searched schedules, default step count and
+    refinement; no raw weights, no optimizer state. Loading casts the weights back to float32."""
     ema = {k: v.half() if half and v.is_floating_point() else v for k, v in data["ema"].items()}
     steps = data.get("default_steps") if default_steps is None else default_steps
+    refine = data.get("default_refine") if default_refine is None else default_refine
     return save_checkpoint(path, recipe=data["recipe_obj"], model={}, ema=ema, step=data["step"],
-                           extra=data.get("extra"), schedules=data.get("schedules_obj"), default_steps=steps)
+                           extra=data.get("extra"), schedules=data.get("schedules_obj"), default_steps=steps,
+                           default_refine=refine)
 
 
 def latest_checkpoint(folder: str | Path) -> Path | None:

@@ -25,7 +25,15 @@ CheckpointOpt = Annotated[Optional[Path], typer.Option("--checkpoint", "-c", hel
 DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")]
 SeedOpt = Annotated[int, typer.Option(help="Seed of the sampling noise.")]
 PrecisionOpt = Annotated[str, typer.Option(help="fp32, bf16 or fp16 (fp16: CUDA only; bf16 on CPU is allowed but fast only with bf16 instructions).")]
+GainAdjustOpt = Annotated[bool, typer.Option("--gain-adjust/--no-gain-adjust", help="Match each step's clean estimate to the mel (WaveFit's gain adjustment); off = the network's raw sampler.")]
+RefineOpt = Annotated[Optional[int], typer.Option(help="Mel-consistency refinement iterations after sampling (Griffin-Lim from the vocoder's phase). Default: the checkpoint's (the shipped vocoder: 32), else 0.")]
 SamplerOpt = Annotated[Optional[str], typer.Option(help="ddpm (ancestral) or ddim (deterministic). Default: the checkpoint's searched choice for the step count, else ddpm.")]
+
+
+def _check_refine(refine: int | None) -> None:
+    """--refine must be a count of iterations."""
+    if refine is not None and refine < 0:
+        raise AudiodiffError(f"--refine {refine}: must be >= 0")
 
 
 @app.command()
@@ -69,6 +77,8 @@ def vocode(
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
     precision: PrecisionOpt = "fp32",
+    gain_adjust: GainAdjustOpt = True,
+    refine: RefineOpt = None,
 ) -> None:
     """Turn mel spectrograms (or the mels of audio files) into waveforms."""
     from audiodiff.audio import MEL_SUFFIXES, load_audio, load_mel, output_format, save_audio
@@ -77,13 +87,14 @@ def vocode(
 
     if output is not None and len(inputs) > 1:
         raise AudiodiffError("-o names one output file; use --out-dir for several inputs")
+    _check_refine(refine)
     if output is not None:
         output_format(output)
     ckpt = checkpoint or default_checkpoint("vocoder")
     vocoder = Vocoder.from_checkpoint(ckpt, device=device, precision=precision)
     steps = steps or vocoder.default_steps
     err.print(f"Model: {describe_checkpoint(ckpt, 'vocoder')} (step {vocoder.step}, {vocoder.sample_rate} Hz, preset {vocoder.recipe.audio.preset}; "
-              f"{vocoder.describe_sampling(steps, sampler)})", highlight=False)
+              f"{vocoder.describe_sampling(steps, sampler, gain_adjust, refine)})", highlight=False)
     jobs = []  # read every input first: a bad one fails before any work is done
     for path in inputs:
         if path.suffix.lower() in MEL_SUFFIXES:
@@ -96,7 +107,8 @@ def vocode(
         with _progress() as progress:
             task = progress.add_task(path.name, total=steps)
             wav = vocoder.vocode(mel, steps=steps, sampler=sampler, seed=seed, name=str(path),
-                                 on_step=lambda k: progress.update(task, completed=k))
+                                 on_step=lambda k: progress.update(task, completed=k),
+                                 gain_adjust=gain_adjust, refine=refine)
         save_audio(target, wav[:length] if length else wav, vocoder.sample_rate)
         err.print(f"{path} -> {target} ({wav[:length].shape[-1] / vocoder.sample_rate:.2f} s)")
 
@@ -181,6 +193,8 @@ def _describe(out: Console, ckpt: Path, card) -> None:
         say(f"  data: {r.data.source} at {r.data.root}")
     model = (Vocoder if r.model.conditional else Generator).from_checkpoint_data(data, str(ckpt))
     say(f"  default steps: {model.default_steps}{'' if data.get('default_steps') else ' (not set in the checkpoint)'}")
+    if r.model.conditional:
+        say(f"  mel consistency: gain adjustment at each step, {model.default_refine} refinement iterations after")
     for n, found in sorted(data["schedules_obj"].items()):
         say(f"  searched {n}-step schedule: {found.sampler}"
             f"{f' eta {found.eta:.2f}' if found.sampler == 'ddim' else ''}, {found.metric} {found.score:.3f} "
@@ -193,6 +207,7 @@ def export(
     output: Annotated[Path, typer.Option("--output", "-o", help="Inference-only checkpoint to write.")],
     fp32: Annotated[bool, typer.Option("--fp32", help="Keep float32 weights (default: float16, half the size).")] = False,
     default_steps: Annotated[Optional[int], typer.Option(help="Store this as the default step count.")] = None,
+    refine: Annotated[Optional[int], typer.Option(help="Store this as the default mel-consistency refinement iterations (vocoders).")] = None,
 ) -> None:
     """Write an inference-only copy of a checkpoint: EMA weights (float16), recipe, searched schedules."""
     from audiodiff.checkpoint import export_inference_copy, load_checkpoint
@@ -201,8 +216,9 @@ def export(
         raise AudiodiffError(f"-o {output} is the input checkpoint; write the export elsewhere")
     if default_steps is not None and default_steps < 1:
         raise AudiodiffError(f"--default-steps {default_steps}: must be >= 1")
+    _check_refine(refine)
     data = load_checkpoint(checkpoint)
-    export_inference_copy(data, output, half=not fp32, default_steps=default_steps)
+    export_inference_copy(data, output, half=not fp32, default_steps=default_steps, default_refine=refine)
     err.print(f"{checkpoint} ({checkpoint.stat().st_size / 2 ** 20:.1f} MiB) -> {output} "
               f"({output.stat().st_size / 2 ** 20:.2f} MiB, step {data['step']})", highlight=False)
 
@@ -218,6 +234,8 @@ def eval_(
     sampler: SamplerOpt = None,
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
+    gain_adjust: GainAdjustOpt = True,
+    refine: RefineOpt = None,
 ) -> None:
     """Score a checkpoint against reference audio at several step counts; write CSV, JSON and report.html."""
     from rich.table import Table
@@ -227,10 +245,12 @@ def eval_(
     from audiodiff.evaluation.report import write_report
     from audiodiff.pretrained import default_checkpoint
 
+    _check_refine(refine)
     ckpt = checkpoint or default_checkpoint("vocoder")
     out = out or Path("eval") / ckpt.stem
     result = evaluate(ckpt, references, out, steps=parse_steps(steps), seed=seed, device=device,
-                      sampler=sampler, count=count, seconds=seconds, log=lambda m: err.print(m, highlight=False))
+                      sampler=sampler, count=count, seconds=seconds, log=lambda m: err.print(m, highlight=False),
+                      gain_adjust=gain_adjust, refine=refine)
     write_report(result)
     table = Table(title=f"{ckpt}: mean over {len(result.files)} reference file(s)" if result.kind == "vocoder"
                   else f"{ckpt}: {result.meta['count']} generated clip(s) per row vs {len(result.files)} reference clip(s)")

@@ -29,7 +29,8 @@ from audiodiff.model import DiffWave
 from audiodiff.precision import autocast, check_precision
 from audiodiff.prior import noise_std
 from audiodiff.recipe import Recipe
-from audiodiff.samplers import SAMPLERS, Denoiser, StepCallback
+from audiodiff.consistency import MelConsistency
+from audiodiff.samplers import SAMPLERS, Denoiser, Projection, StepCallback
 
 CHUNK_SAMPLES = 32768
 CONDITION_CACHE_BYTES = 256 * 2 ** 20
@@ -127,7 +128,7 @@ class _Model:
     def __init__(self, network: DiffWave, recipe: Recipe, device: str | torch.device = "cpu",
                  step: int = 0, source: str = "<memory>",
                  searched: dict[int, SearchedSchedule] | None = None, default_steps: int | None = None,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", default_refine: int | None = None):
         self.device = resolve_device(device)
         check_precision(precision, self.device, "precision")
         self.precision = precision  # fp32, or bf16/fp16 autocast of the network (see precision.py)
@@ -139,6 +140,7 @@ class _Model:
         self.source = source
         self.searched = dict(searched or {})
         self._default_steps = default_steps
+        self.default_refine = default_refine or 0  # mel-consistency iterations after sampling (Vocoder)
         self.chunk_samples = CHUNK_SAMPLES
 
     @classmethod
@@ -158,7 +160,7 @@ class _Model:
         network.load_state_dict(data["ema" if ema else "model"])
         return cls(network, recipe, device=device, step=data["step"], source=source,
                    searched=data.get("schedules_obj"), default_steps=data.get("default_steps"),
-                   precision=precision)
+                   precision=precision, default_refine=data.get("default_refine"))
 
     @property
     def sample_rate(self) -> int:
@@ -192,10 +194,11 @@ class _Model:
     def _sample(self, cond, batch: int, length: int, steps: int, sampler: str | None, seed: int | None,
                 generator: torch.Generator | None, on_step: StepCallback,
                 schedule: Schedule | None = None, eta: float | None = None,
-                prior_std: torch.Tensor | None = None) -> torch.Tensor:
+                prior_std: torch.Tensor | None = None, project: Projection = None) -> torch.Tensor:
         """[batch, length] samples. An explicit `schedule` (with `sampler` and `eta`)
         overrides the model's own choice for `steps` (the schedule search uses this).
-        `prior_std` [batch, 1, length] scales the starting and injected noise (PriorGrad)."""
+        `prior_std` [batch, 1, length] scales the starting and injected noise (PriorGrad);
+        `project` corrects each step's clean estimate (see samplers.ddpm)."""
         if schedule is None:
             schedule, sampler, found_eta = self.sampling(steps, sampler)
             eta = found_eta if eta is None else eta
@@ -205,6 +208,8 @@ class _Model:
             generator = torch.Generator().manual_seed(0 if seed is None else seed)
         noise = torch.randn(batch, 1, length, generator=generator).to(self.device)
         options = {"eta": float(eta or 0.0)} if sampler == "ddim" else {}
+        if project is not None:
+            options["project"] = project
         if prior_std is not None:
             prior_std = prior_std.to(self.device)
             noise, options["noise_scale"] = noise * prior_std, prior_std
@@ -243,7 +248,8 @@ class Vocoder(_Model):
     def vocode(self, mel: torch.Tensor | np.ndarray, steps: int | None = None, sampler: str | None = None,
                seed: int | None = 0, generator: torch.Generator | None = None,
                on_step: StepCallback = None, name: str = "mel",
-               schedule: Schedule | None = None, eta: float | None = None) -> torch.Tensor:
+               schedule: Schedule | None = None, eta: float | None = None,
+               gain_adjust: bool = True, refine: int | None = None) -> torch.Tensor:
         """mel [n_mels, frames] or [B, n_mels, frames] -> waveform [frames*hop] or [B, frames*hop].
 
         `steps` network evaluations (default `default_steps`) with the checkpoint's
@@ -251,8 +257,14 @@ class Vocoder(_Model):
         lmnt's fast schedule; 50: the full training schedule); `sampler` 'ddpm' or
         'ddim' (default: the searched one, else ddpm); `seed` (or `generator`) fixes
         the noise. `schedule`, `sampler` and `eta` together override all of that.
+        `gain_adjust` matches each step's clean estimate to the mel (WaveFit's gain
+        adjustment); `refine` more such projections run after sampling (default: the
+        checkpoint's `default_refine`, else 0). See consistency.py.
         """
         steps = len(schedule) if schedule is not None else (steps or self.default_steps)
+        refine = self.default_refine if refine is None else refine
+        if refine < 0:
+            raise AudiodiffError(f"refine {refine}: must be >= 0")
         mel = torch.as_tensor(mel, dtype=torch.float32)
         check_mel(mel, self.recipe.audio, name)
         batched = mel.dim() == 3
@@ -260,10 +272,22 @@ class Vocoder(_Model):
         length = mel.shape[-1] * self.hop_length
         with torch.inference_mode():
             cond = Conditioner(self.network, mel, self.hop_length, CONDITION_CACHE_BYTES)
+            consistency = MelConsistency(self.mel_transform, mel)
         std = noise_std(mel, self.recipe.audio, self.recipe.diffusion, length)
         wav = self._sample(cond, mel.shape[0], length, steps, sampler, seed, generator, on_step,
-                           schedule=schedule, eta=eta, prior_std=std)
+                           schedule=schedule, eta=eta, prior_std=std,
+                           project=consistency.project if gain_adjust else None)
+        if refine:
+            with torch.inference_mode():
+                wav = consistency.refine(wav.to(self.device), refine).clamp(-1.0, 1.0).cpu()
         return wav if batched else wav[0]
+
+    def describe_sampling(self, steps: int, sampler: str | None = None, gain_adjust: bool = True,
+                          refine: int | None = None) -> str:
+        """`_Model.describe_sampling` plus the mel-consistency settings."""
+        refine = self.default_refine if refine is None else refine
+        parts = [super().describe_sampling(steps, sampler)] + (["mel gain adjustment"] if gain_adjust else [])
+        return ", ".join(parts + ([f"{refine} refinement iterations"] if refine else []))
 
     def resynthesize(self, wav: torch.Tensor | np.ndarray, **kwargs) -> torch.Tensor:
         """Analysis-synthesis: audio [samples] -> its mel -> vocoded audio, same length."""

@@ -15,6 +15,7 @@ from audiodiff.diffusion import Schedule
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 StepCallback = Callable[[int], None] | None
+Projection = Callable[[torch.Tensor], torch.Tensor] | None
 
 
 def _level(schedule: Schedule, n: int, x: torch.Tensor) -> torch.Tensor:
@@ -26,18 +27,31 @@ def _gaussian(like: torch.Tensor, generator: torch.Generator, scale: torch.Tenso
     return z if scale is None else z * scale
 
 
+def _projected(x: torch.Tensor, eps: torch.Tensor, alpha_bar: torch.Tensor, project: Projection) -> torch.Tensor:
+    """The noise estimate implied by the projected clean estimate: x0 = project((x - s eps) / a),
+    eps' = (x - a x0) / s with a = sqrt(alpha_bar), s = sqrt(1 - alpha_bar). Unchanged without
+    a projection."""
+    if project is None:
+        return eps
+    a, s = float(alpha_bar.sqrt()), float((1 - alpha_bar).sqrt())
+    x0 = project(((x - s * eps) / a).clamp(-1.0, 1.0))
+    return (x - a * x0) / s
+
+
 def ddpm(denoise: Denoiser, schedule: Schedule, noise: torch.Tensor, generator: torch.Generator,
-         on_step: StepCallback = None, noise_scale: torch.Tensor | None = None) -> torch.Tensor:
+         on_step: StepCallback = None, noise_scale: torch.Tensor | None = None,
+         project: Projection = None) -> torch.Tensor:
     """Ancestral DDPM sampling (DiffWave Algorithm 2), one network call per step.
 
     noise [B, 1, T] is x_T; returns x_0 [B, 1, T] clamped to [-1, 1]. `noise_scale`
     [B, 1, T] scales the noise injected at each step (PriorGrad's prior; x_T must
-    already have it).
+    already have it). `project` maps each step's clean estimate x0 [B, 1, T] to a
+    corrected one (mel gain adjustment, see consistency.py) before the step is taken.
     """
     a, ab, beta = schedule.alphas, schedule.alpha_bars, schedule.betas
     x = noise
     for n in reversed(range(len(schedule))):
-        eps = denoise(x, _level(schedule, n, x))
+        eps = _projected(x, denoise(x, _level(schedule, n, x)), ab[n], project)
         x = (x - float(beta[n] / (1 - ab[n]).sqrt()) * eps) / float(a[n].sqrt())
         if n > 0:
             sigma = float(((1 - ab[n - 1]) / (1 - ab[n]) * beta[n]).sqrt())
@@ -49,16 +63,17 @@ def ddpm(denoise: Denoiser, schedule: Schedule, noise: torch.Tensor, generator: 
 
 
 def ddim(denoise: Denoiser, schedule: Schedule, noise: torch.Tensor, generator: torch.Generator,
-         on_step: StepCallback = None, eta: float = 0.0, noise_scale: torch.Tensor | None = None) -> torch.Tensor:
+         on_step: StepCallback = None, eta: float = 0.0, noise_scale: torch.Tensor | None = None,
+         project: Projection = None) -> torch.Tensor:
     """DDIM (Song et al. 2021): deterministic for eta = 0, ancestral-like for eta = 1.
 
-    noise [B, 1, T] is x_T; returns x_0 [B, 1, T] clamped to [-1, 1]. `noise_scale` as
-    in `ddpm`.
+    noise [B, 1, T] is x_T; returns x_0 [B, 1, T] clamped to [-1, 1]. `noise_scale` and
+    `project` as in `ddpm`.
     """
     ab = schedule.alpha_bars
     x = noise
     for n in reversed(range(len(schedule))):
-        eps = denoise(x, _level(schedule, n, x))
+        eps = _projected(x, denoise(x, _level(schedule, n, x)), ab[n], project)
         ab_n = ab[n]
         ab_prev = ab[n - 1] if n > 0 else torch.ones((), dtype=ab.dtype)
         x0 = ((x - float((1 - ab_n).sqrt()) * eps) / float(ab_n.sqrt())).clamp(-1.0, 1.0)

@@ -70,6 +70,8 @@ class ClipScorer:
     """Vocodes the clips' mels with a candidate and scores the result against the clips.
 
     clips: waveforms [samples] at the vocoder's rate; their mels are computed once.
+    The sampler runs with the mel gain adjustment and without refinement: the search
+    ranks schedules, and refinement after sampling would blur their differences.
     """
 
     def __init__(self, vocoder: Vocoder, clips: Sequence[torch.Tensor], metric: str, seed: int = 0):
@@ -88,7 +90,7 @@ class ClipScorer:
         for i, (clip, mel) in enumerate(zip(self.clips, self.mels)):
             out = self.vocoder.vocode(mel, schedule=Schedule.from_betas(candidate.betas),
                                       sampler=candidate.sampler, eta=candidate.eta,
-                                      seed=self.seed)[:clip.shape[-1]]
+                                      seed=self.seed, refine=0)[:clip.shape[-1]]
             values.append(self._one(i, clip, out))
         values = [v for v in values if math.isfinite(v)]
         return float(np.mean(values)) if values else float("nan")

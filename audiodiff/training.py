@@ -274,7 +274,8 @@ class Trainer:
             if reference is None:
                 return {}
             vocoder = Vocoder(self.ema, self.recipe, device=self.device)
-            wav = vocoder.resynthesize(reference, steps=FAST_STEPS, seed=0)
+            # the network's own sampler (no mel gain adjustment): the number tracks the network
+            wav = vocoder.resynthesize(reference, steps=FAST_STEPS, seed=0, gain_adjust=False)
             save_audio(name, wav, audio.sample_rate)
             if not (samples / "reference.wav").exists():
                 save_audio(samples / "reference.wav", reference, audio.sample_rate)

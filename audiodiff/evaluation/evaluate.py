@@ -111,12 +111,14 @@ def _unique_names(paths: Sequence[Path]) -> list[str]:
 def evaluate(checkpoint: str | Path, references: Sequence[str | Path], out_dir: str | Path,
              steps: Sequence[int] | None = None, seed: int = 0, device: str = "cpu", sampler: str | None = None,
              count: int = 8, seconds: float | None = None,
-             log: Callable[[str], None] = lambda _msg: None) -> EvalResult:
+             log: Callable[[str], None] = lambda _msg: None,
+             gain_adjust: bool = True, refine: int | None = None) -> EvalResult:
     """Evaluate a checkpoint (vocoder or generator) and write CSV and JSON to `out_dir`.
 
     `steps`: step counts (vocoder default 2, 4, 6, 50; generator default the training
     schedule's length). `count`/`seconds`: clips generated per step count by an
     unconditional model (default length: the median reference length, at most 10 s).
+    `gain_adjust`, `refine`: a vocoder's mel consistency, as in `Vocoder.vocode`.
     """
     data = load_checkpoint(checkpoint)
     files = collect_audio(references)
@@ -129,8 +131,9 @@ def evaluate(checkpoint: str | Path, references: Sequence[str | Path], out_dir: 
                 torch_version=torch.__version__, timestamp=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 references=[str(f) for f in files])
     if data["recipe_obj"].model.conditional:
+        consistency = dict(gain_adjust=gain_adjust, refine=refine)
         result = _evaluate_vocoder(data, checkpoint, files, clips, out_dir, steps or DEFAULT_VOCODER_STEPS,
-                                   seed, device, sampler, meta, log)
+                                   seed, device, sampler, meta, log, consistency)
     else:
         result = _evaluate_generator(data, checkpoint, files, clips, out_dir, steps, seed, device, sampler,
                                      count, seconds, meta, log)
@@ -145,7 +148,8 @@ def _row(file: str, system: str, steps: int | None, scores: dict, audio: str | l
                 rtf=None if compute_s is None or audio_s <= 0 else round(compute_s / audio_s, 4), **extra, **scores)
 
 
-def _evaluate_vocoder(data, checkpoint, files, clips, out_dir, steps, seed, device, sampler, meta, log) -> EvalResult:
+def _evaluate_vocoder(data, checkpoint, files, clips, out_dir, steps, seed, device, sampler, meta, log,
+                      consistency: dict) -> EvalResult:
     from audiodiff.inference import Vocoder
 
     vocoder = Vocoder.from_checkpoint_data(data, str(checkpoint), device)
@@ -173,10 +177,10 @@ def _evaluate_vocoder(data, checkpoint, files, clips, out_dir, steps, seed, devi
         keep(GRIFFIN_LIM, None, gl, time.perf_counter() - t0)
         for n in steps:
             t0 = time.perf_counter()
-            out = vocoder.vocode(mel, steps=n, sampler=sampler, seed=seed, name=str(path))[:len(wav)]
+            out = vocoder.vocode(mel, steps=n, sampler=sampler, seed=seed, name=str(path), **consistency)[:len(wav)]
             keep(MODEL, n, out, time.perf_counter() - t0)
     meta.update(kind="vocoder", steps=list(steps), files=len(files),
-                sampling={str(n): vocoder.describe_sampling(n, sampler) for n in steps})
+                sampling={str(n): vocoder.describe_sampling(n, sampler, **consistency) for n in steps})
     return EvalResult("vocoder", out_dir, PAIR_METRICS, rows, _means(rows, PAIR_METRICS), meta, names)
 
 

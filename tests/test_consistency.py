@@ -1,0 +1,143 @@
+"""Mel consistency (consistency.py): the frame-aligned STFT pair, the gain projection,
+refinement, the samplers' projection hook and the vocode/export/info options."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from audiodiff.audio import MelSpectrogram
+from audiodiff.checkpoint import export_inference_copy, load_checkpoint, save_checkpoint
+from audiodiff.consistency import MelConsistency
+from audiodiff.diffusion import inference_schedule
+from audiodiff.errors import AudiodiffError, CheckpointError
+from audiodiff.evaluation.metrics import log_mel_distance
+from audiodiff.inference import Vocoder
+from audiodiff.model import DiffWave
+from audiodiff.recipe import MEL_PRESETS, AudioConfig, load_recipe
+from audiodiff.samplers import SAMPLERS
+
+from conftest import SR, TINY, chirp
+
+PRESETS = [AudioConfig(preset=name, **MEL_PRESETS[name]) for name in MEL_PRESETS]
+
+
+def _clip(config: AudioConfig, seconds: float = 0.5) -> torch.Tensor:
+    """A chirp, [samples] a whole number of hops long; quiet enough that no mel value
+    reaches the diffwave preset's 0 dB ceiling (a clamped mel cannot be matched)."""
+    x = torch.from_numpy(chirp(seconds, sr=config.sample_rate, amp=0.1, seed=1)).float()
+    return x[: x.shape[-1] // config.hop_length * config.hop_length]
+
+
+@pytest.mark.parametrize("config", PRESETS + [dataclasses.replace(PRESETS[0], win_length=800)],
+                         ids=["hifigan", "diffwave", "short-window"])
+def test_stft_pair_inverts_exactly_and_frames_like_the_mel(config):
+    transform = MelSpectrogram(config)
+    x = torch.randn(2, 5000, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 0.3
+    spec = transform.stft(x)
+    assert spec.shape == (2, config.n_fft // 2 + 1, transform.frames(5000))
+    assert (transform.istft(spec, 5000) - x).abs().max() < 1e-12
+    mel = transform(x.float())
+    linear = spec.abs().float() / (transform.window.pow(2).sum().sqrt() if config.normalized else 1.0)
+    assert torch.allclose(mel, transform.compress(transform.mel_basis @ linear), atol=1e-5)
+
+
+@pytest.mark.parametrize("config", PRESETS, ids=list(MEL_PRESETS))
+def test_projection_keeps_a_consistent_signal_and_pulls_noise_to_the_mel(config):
+    transform = MelSpectrogram(config)
+    x = _clip(config)
+    check = MelConsistency(transform, transform(x)[None])
+    assert (check.project(x[None]) - x).abs().max() < 1e-5  # gain 1 everywhere: a fixed point
+    noise = 0.1 * torch.randn(1, x.shape[-1], generator=torch.Generator().manual_seed(0))
+    distances = [log_mel_distance(x, check.refine(noise, k)[0], config) for k in (0, 1, 8, 32)]
+    assert distances[0] > 2.0 and distances[1] < 0.5 and distances[2] < 0.25 and distances[3] < 0.15
+    assert distances == sorted(distances, reverse=True)
+    assert check.project(noise[:, None]).shape == (1, 1, x.shape[-1])  # [batch, 1, samples] kept
+
+
+@pytest.mark.parametrize("name", list(SAMPLERS))
+def test_samplers_call_the_projection_once_per_step_and_use_it(name):
+    schedule = inference_schedule(load_recipe(TINY).diffusion, 6)
+    noise = torch.randn(1, 1, 512, generator=torch.Generator().manual_seed(0))
+    seen = []
+
+    def project(x0):
+        seen.append(x0.shape)
+        return torch.zeros_like(x0)  # every clean estimate is silence
+
+    def denoise(x, level):
+        return torch.zeros_like(x)
+
+    out = SAMPLERS[name](denoise, schedule, noise, torch.Generator().manual_seed(1), project=project)
+    assert seen == [(1, 1, 512)] * 6
+    assert out.abs().max() < 1e-6  # the last step returns the projected estimate (up to round-off)
+    free = SAMPLERS[name](denoise, schedule, noise, torch.Generator().manual_seed(1))
+    assert free.abs().max() > 0.01
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    """An untrained 2 x 8 vocoder checkpoint (seeded weights)."""
+    recipe = load_recipe(TINY, ["model.residual_layers=2", "model.residual_channels=8"])
+    torch.manual_seed(0)
+    net = DiffWave.from_recipe(recipe)
+    path = tmp_path_factory.mktemp("ckpt") / "step-00000001.pt"
+    return save_checkpoint(path, recipe=recipe, model=net.state_dict(), ema=net.state_dict(), step=1)
+
+
+def test_gain_adjustment_and_refinement_bring_an_untrained_vocoder_to_the_mel(tiny_ckpt):
+    vocoder = Vocoder.from_checkpoint(tiny_ckpt)
+    config = vocoder.recipe.audio
+    x = _clip(config)
+    mel = vocoder.mel(x)
+    raw = vocoder.vocode(mel, steps=2, gain_adjust=False)
+    adjusted = vocoder.vocode(mel, steps=2)
+    refined = vocoder.vocode(mel, steps=2, refine=8)
+    d = [log_mel_distance(x, y, config) for y in (raw, adjusted, refined)]
+    assert d[0] > 1.0 and d[1] < 0.6 * d[0] and d[2] < 0.5 * d[1], d
+    assert torch.equal(refined, vocoder.vocode(mel, steps=2, refine=8))  # seeded: reproducible
+    assert refined.abs().max() <= 1.0
+    with pytest.raises(AudiodiffError, match="refine -1: must be >= 0"):
+        vocoder.vocode(mel, steps=2, refine=-1)
+
+
+def test_export_stores_default_refine_and_vocode_info_say_it(tmp_path, tiny_ckpt, run_main):
+    out = tmp_path / "exported.pt"
+    result = run_main("export", tiny_ckpt, "-o", out, "--refine", "5")
+    assert result.returncode == 0, result.stderr
+    data = load_checkpoint(out)
+    assert data["default_refine"] == 5 and Vocoder.from_checkpoint(out).default_refine == 5
+    assert Vocoder.from_checkpoint(tiny_ckpt).default_refine == 0
+    info = run_main("info", "-c", out)
+    assert "gain adjustment at each step, 5 refinement iterations after" in info.stdout
+    clip = tmp_path / "in.wav"
+    sf.write(clip, _clip(data["recipe_obj"].audio).numpy(), SR, subtype="PCM_16")
+    voc = run_main("vocode", "-c", out, clip, "-o", tmp_path / "o.wav", "--steps", "2")
+    assert voc.returncode == 0 and "mel gain adjustment, 5 refinement iterations" in voc.stderr
+    raw = run_main("vocode", "-c", out, clip, "-o", tmp_path / "r.wav", "--steps", "2",
+                   "--no-gain-adjust", "--refine", "0")
+    assert raw.returncode == 0 and "gain adjustment" not in raw.stderr and "refinement" not in raw.stderr
+    a, b = sf.read(tmp_path / "o.wav")[0], sf.read(tmp_path / "r.wav")[0]
+    assert a.shape == b.shape and np.abs(a - b).max() > 0.01
+
+
+def test_bad_default_refine_in_a_checkpoint_is_one_line(tmp_path, tiny_ckpt):
+    data = load_checkpoint(tiny_ckpt)
+    bad = tmp_path / "bad.pt"
+    export_inference_copy(data, bad, default_refine=3)
+    payload = torch.load(bad, weights_only=True)
+    payload["default_refine"] = -2
+    torch.save(payload, bad)
+    with pytest.raises(CheckpointError, match="default_refine -2 is not a non-negative integer"):
+        load_checkpoint(bad)
+
+
+def test_negative_refine_on_the_command_line_is_rejected(tmp_path, tiny_ckpt, run_main):
+    clip = tmp_path / "in.wav"
+    sf.write(clip, _clip(PRESETS[0]).numpy(), SR, subtype="PCM_16")
+    result = run_main("vocode", "-c", tiny_ckpt, clip, "-o", tmp_path / "o.wav", "--refine", "-1")
+    assert result.returncode == 2 and not (tmp_path / "o.wav").exists()
+    assert result.stderr.strip() == "error: --refine -1: must be >= 0"
