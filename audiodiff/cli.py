@@ -279,6 +279,8 @@ def bench(
     threads: Annotated[Optional[int], typer.Option(help="Intra-op CPU threads (default: torch's default).")] = None,
     device: DeviceOpt = "auto",
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON here.")] = None,
+    gain_adjust: GainAdjustOpt = True,
+    refine: RefineOpt = None,
 ) -> None:
     """Real-time factor and peak memory of vocoding (or unconditional sampling) per step count."""
     from rich.table import Table
@@ -288,15 +290,19 @@ def bench(
 
     if set_ and recipe is None:
         raise AudiodiffError("--set applies to --recipe only")
+    _check_refine(refine)
     doc = run_bench(checkpoint=checkpoint, recipe=recipe, overrides=list(set_ or []), steps=parse_steps(steps),
                     seconds=seconds, runs=runs, warmup=warmup, threads=threads, device=device, json_path=json_path,
-                    log=lambda m: err.print(m, highlight=False))
+                    log=lambda m: err.print(m, highlight=False), gain_adjust=gain_adjust, refine=refine)
     meta = doc["meta"]
     out = Console()
     out.print(f"{meta['task']} {meta['seconds']:g} s of audio · device {meta['device']} "
               f"({meta.get('gpu', meta['cpu_model'])}, {meta['nproc']} cores) · {meta['threads']} thread(s) · "
               f"torch {meta['torch_version']}\nmodel: {meta['model']}, {meta['n_params'] / 1e6:.2f} M parameters, "
-              f"{meta['source']} · median of {meta['runs']} run(s) after {meta['warmup']} warm-up", highlight=False)
+              f"{meta['source']} · median of {meta['runs']} run(s) after {meta['warmup']} warm-up"
+              + (f"\nmel consistency: gain adjustment {'on' if doc['results'][0]['gain_adjust'] else 'off'}, "
+                 f"{doc['results'][0]['refine']} refinement iterations" if meta["task"] == "vocode" else ""),
+              highlight=False)
     table = Table()
     for name in ("steps", "runs", "median s", "RTF", "x real time", "peak RSS GiB"):
         table.add_column(name, justify="right")

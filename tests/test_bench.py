@@ -21,8 +21,20 @@ def test_bench_recipe_random_weights(tmp_path, run_main):
         assert r["output_samples"] == -(-int(0.5 * 22050) // 256) * 256
     assert meta["threads"] == 1 and meta["device"] == "cpu" and meta["torch_version"] and meta["n_params"] > 0
     assert meta["source"].startswith("recipe")
-    for word in ("RTF", "peak RSS", "torch", "cpu"):
+    for word in ("RTF", "peak RSS", "torch", "cpu", "gain adjustment on, 0 refinement iterations"):
         assert word in stdout, word
+    assert all(r["gain_adjust"] is True and r["refine"] == 0 for r in results)
+
+
+def test_bench_takes_the_mel_consistency_settings(tmp_path, run_main):
+    target = tmp_path / "bench.json"
+    code, stdout, stderr = run_cli(run_main, "bench", "--recipe", TINY, "--seconds", 0.25, "--steps", "1",
+                                   "--runs", 1, "--warmup", 0, "--threads", 1, "--device", "cpu",
+                                   "--no-gain-adjust", "--refine", 4, "--json", target)
+    assert code == 0, stderr
+    (r,) = json.loads(target.read_text())["results"]
+    assert r["gain_adjust"] is False and r["refine"] == 4 and r["output_finite"]
+    assert "gain adjustment off, 4 refinement iterations" in stdout
 
 
 def test_bench_unconditional_samples(tmp_path, run_main):

@@ -71,7 +71,8 @@ def measure(cfg: dict, log: Callable[[str], None] = lambda _m: None) -> dict:
     """One step count in this process: build, warm up, time `runs` runs. Returns a plain dict.
 
     cfg keys: checkpoint or recipe (+ overrides), steps, seconds, runs, warmup, threads
-    (0: torch's default), device, seed, chunk (0: the library default).
+    (0: torch's default), device, seed, chunk (0: the library default), and for a
+    vocoder gain_adjust (default on) and refine (None: the checkpoint's default).
     """
     import torch
 
@@ -92,8 +93,10 @@ def measure(cfg: dict, log: Callable[[str], None] = lambda _m: None) -> dict:
         u = torch.rand(audio.n_mels, frames, generator=g)
         mel = u * 10 - 9 if audio.compression == "ln" else 0.2 + 0.6 * u  # inside the preset's range
 
+        consistency = dict(gain_adjust=cfg.get("gain_adjust", True), refine=cfg.get("refine"))
+
         def run(i: int):
-            return model.vocode(mel, steps=steps, seed=i)
+            return model.vocode(mel, steps=steps, seed=i, **consistency)
     else:
         task = "sample"
 
@@ -122,6 +125,9 @@ def measure(cfg: dict, log: Callable[[str], None] = lambda _m: None) -> dict:
                   chunk_samples=model.chunk_samples, output_samples=int(wav.shape[-1]),
                   output_finite=bool(torch.isfinite(wav).all()),
                   n_params=sum(p.numel() for p in model.network.parameters()))
+    if isinstance(model, Vocoder):
+        result.update(gain_adjust=consistency["gain_adjust"],
+                      refine=model.default_refine if consistency["refine"] is None else consistency["refine"])
     if device.type == "cuda":
         result["cuda_peak_gib"] = round(torch.cuda.max_memory_allocated(device) / 2 ** 30, 3)
     return result
@@ -130,8 +136,11 @@ def measure(cfg: dict, log: Callable[[str], None] = lambda _m: None) -> dict:
 def run_bench(*, checkpoint: str | Path | None = None, recipe: str | Path | None = None,
               overrides: Sequence[str] = (), steps: Sequence[int] = (1, 2, 4, 6), seconds: float = 10.0,
               runs: int = 3, warmup: int = 1, threads: int | None = None, device: str = "auto", seed: int = 0,
-              chunk: int = 0, json_path: str | Path | None = None, log: Callable[[str], None] = lambda _m: None) -> dict:
+              chunk: int = 0, json_path: str | Path | None = None, log: Callable[[str], None] = lambda _m: None,
+              gain_adjust: bool = True, refine: int | None = None) -> dict:
     """Measure each step count in a fresh subprocess; returns {"meta": ..., "results": [...]}.
+    A vocoder runs with `vocode`'s mel consistency: `gain_adjust`, `refine` (None: the
+    checkpoint's default).
 
     Exactly one of `checkpoint` (trained weights) and `recipe` (random weights) is given.
     User errors (missing files, bad values) raise AudiodiffError before anything runs.
@@ -159,7 +168,7 @@ def run_bench(*, checkpoint: str | Path | None = None, recipe: str | Path | None
     base = dict(checkpoint=None if checkpoint is None else str(Path(checkpoint).resolve()),
                 recipe=None if recipe is None else str(Path(recipe).resolve()), overrides=list(overrides),
                 seconds=float(seconds), runs=int(runs), warmup=int(warmup), threads=int(threads or 0),
-                device=str(dev), seed=int(seed), chunk=int(chunk))
+                device=str(dev), seed=int(seed), chunk=int(chunk), gain_adjust=bool(gain_adjust), refine=refine)
     env = dict(os.environ)
     if threads:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
