@@ -191,6 +191,14 @@ def ln_mel_transform(config: AudioConfig) -> MelSpectrogram:
     return MelSpectrogram(dataclasses.replace(config, compression="ln"))
 
 
+def mel_clamps(config: AudioConfig) -> tuple[float, float | None]:
+    """The values `MelSpectrogram.compress` clamps to: (floor, ceiling or None). A mel
+    value at the floor says "this quiet or quieter", at the ceiling "this loud or louder"."""
+    if config.compression == "ln":
+        return float(np.log(1e-5)), None
+    return 0.0, 1.0
+
+
 def mel_value_range(config: AudioConfig) -> tuple[float, float]:
     """The range a mel made with `config` can take (with a small tolerance)."""
     if config.compression == "ln":

@@ -218,6 +218,8 @@ def export(
         raise AudiodiffError(f"--default-steps {default_steps}: must be >= 1")
     _check_refine(refine)
     data = load_checkpoint(checkpoint)
+    if refine is not None and not data["recipe_obj"].model.conditional:
+        raise AudiodiffError(f"{checkpoint}: --refine applies to vocoders; this model is unconditional")
     export_inference_copy(data, output, half=not fp32, default_steps=default_steps, default_refine=refine)
     err.print(f"{checkpoint} ({checkpoint.stat().st_size / 2 ** 20:.1f} MiB) -> {output} "
               f"({output.stat().st_size / 2 ** 20:.2f} MiB, step {data['step']})", highlight=False)

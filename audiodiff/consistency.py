@@ -14,15 +14,17 @@ own mel drifts from the conditioning mel. Two uses of one operation fix much of 
 
 The gain of a linear bin is the filterbank-weighted mean of its bands' gains; bins the
 filterbank does not cover (below fmin, above fmax) take the nearest covered bin's gain.
+Band gains blend across neighbouring bins and an inverse STFT of a modified spectrum is
+not exactly consistent, so one projection brings the mel close to the target, not onto
+it; repeating it converges. Mel values the preset clamped (its floor, and the diffwave
+preset's 0 dB ceiling) are bounds, not values: a band at the floor is only attenuated,
+one at the ceiling only amplified.
 """
 from __future__ import annotations
 
 import torch
 
-from audiodiff.audio import MelSpectrogram, mel_magnitude
-
-#: Mel magnitude floor: the presets' compression clamps at 1e-5 (ln) or -100 dB.
-_FLOOR = 1e-5
+from audiodiff.audio import MelSpectrogram, mel_clamps, mel_magnitude
 
 
 class MelConsistency:
@@ -38,13 +40,17 @@ class MelConsistency:
         basis = transform.mel_basis.to(mel.device)  # [n_mels, bins]
         self.basis = basis
         self.target = mel_magnitude(mel.float(), cfg)  # [batch, n_mels, frames], STFT-magnitude units
+        floor, ceiling = mel_clamps(cfg)
+        self.floor = float(mel_magnitude(torch.tensor(floor), cfg))  # the smallest magnitude a mel holds
+        self.at_floor = mel <= floor + 1e-6
+        self.at_ceiling = mel >= ceiling - 1e-6 if ceiling is not None else torch.zeros_like(self.at_floor)
         cover = basis.sum(0)  # [bins]
         covered = torch.nonzero(cover > 0)[:, 0]
         nearest = (torch.arange(cover.numel(), device=cover.device)[:, None] - covered[None]).abs().argmin(1)
         self.weights = basis[:, covered[nearest]] / cover[covered[nearest]]  # [n_mels, bins], columns sum to 1
 
     def project(self, wav: torch.Tensor) -> torch.Tensor:
-        """One gain adjustment: same shape as `wav`, its mel magnitude set to the target's."""
+        """One gain adjustment: same shape as `wav`, its mel magnitude brought (close) to the target's."""
         shape = wav.shape
         x = wav.reshape(self.target.shape[0], -1)
         with torch.autocast(device_type=x.device.type, enabled=False):  # STFTs in float32 always
@@ -52,10 +58,15 @@ class MelConsistency:
 
     def _project(self, x: torch.Tensor, samples: int) -> torch.Tensor:
         spec = self.transform.stft(x)  # [batch, bins, frames]
-        frames = min(spec.shape[-1], self.target.shape[-1])
-        spec, target = spec[..., :frames], self.target[..., :frames]
+        frames = spec.shape[-1]
+        if frames > self.target.shape[-1]:
+            raise ValueError(f"waveform of {samples} samples is longer than the mel's "
+                             f"{self.target.shape[-1]} frames x {self.transform.hop_length}")
+        target = self.target[..., :frames]
         current = torch.matmul(self.basis, spec.abs())  # [batch, n_mels, frames]
-        gain = target / current.clamp(min=_FLOOR)
+        gain = target / current.clamp(min=self.floor)
+        gain = torch.where(self.at_floor[..., :frames], gain.clamp(max=1.0), gain)
+        gain = torch.where(self.at_ceiling[..., :frames], gain.clamp(min=1.0), gain)
         spec = spec * torch.matmul(self.weights.T, gain)  # band gains -> bin gains
         return self.transform.istft(spec, samples)
 

@@ -34,15 +34,32 @@ def _clip(config: AudioConfig, seconds: float = 0.5) -> torch.Tensor:
 
 @pytest.mark.parametrize("config", PRESETS + [dataclasses.replace(PRESETS[0], win_length=800)],
                          ids=["hifigan", "diffwave", "short-window"])
-def test_stft_pair_inverts_exactly_and_frames_like_the_mel(config):
+def test_stft_pair_inverts_exactly(config):
     transform = MelSpectrogram(config)
     x = torch.randn(2, 5000, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 0.3
     spec = transform.stft(x)
     assert spec.shape == (2, config.n_fft // 2 + 1, transform.frames(5000))
     assert (transform.istft(spec, 5000) - x).abs().max() < 1e-12
-    mel = transform(x.float())
-    linear = spec.abs().float() / (transform.window.pow(2).sum().sqrt() if config.normalized else 1.0)
-    assert torch.allclose(mel, transform.compress(transform.mel_basis @ linear), atol=1e-5)
+
+
+@pytest.mark.parametrize("config", PRESETS, ids=list(MEL_PRESETS))
+def test_stft_frames_are_the_conventions_frames(config):
+    """Frame i of `stft` is frame i of the convention's own code: HiFi-GAN reflect-pads
+    (n_fft - hop) / 2 each side and frames without centring; lmnt (torchaudio) centres
+    frames with reflect padding."""
+    x = torch.randn(5120, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 0.3
+    window = torch.hann_window(config.win_length, dtype=torch.float64)
+    if config.center:
+        ref = torch.stft(x, config.n_fft, config.hop_length, config.win_length, window, center=True,
+                         pad_mode="reflect", return_complex=True)
+    else:
+        pad = (config.n_fft - config.hop_length) // 2
+        padded = torch.nn.functional.pad(x[None, None], (pad, pad), mode="reflect")[0, 0]
+        ref = torch.stft(padded, config.n_fft, config.hop_length, config.win_length, window, center=False,
+                         return_complex=True)
+    ours = MelSpectrogram(config).stft(x)
+    assert ours.shape[-1] == 5120 // config.hop_length and ref.shape[-1] >= ours.shape[-1]
+    assert (ours - ref[:, :ours.shape[-1]]).abs().max() < 1e-5  # float32 window; a shifted frame is off by O(1)
 
 
 @pytest.mark.parametrize("config", PRESETS, ids=list(MEL_PRESETS))
@@ -56,6 +73,37 @@ def test_projection_keeps_a_consistent_signal_and_pulls_noise_to_the_mel(config)
     assert distances[0] > 2.0 and distances[1] < 0.5 and distances[2] < 0.25 and distances[3] < 0.15
     assert distances == sorted(distances, reverse=True)
     assert check.project(noise[:, None]).shape == (1, 1, x.shape[-1])  # [batch, 1, samples] kept
+
+
+def test_clamped_mel_values_are_bounds_not_targets():
+    """The diffwave preset clamps loud bands at 0 dB and both presets clamp quiet ones at
+    a floor: a loud sine after silence is a fixed point (neither cut down to the ceiling
+    nor raised to the floor), and noise in a floor band is only attenuated."""
+    config = PRESETS[1]
+    transform = MelSpectrogram(config)
+    t = torch.arange(8192) / config.sample_rate
+    x = torch.cat([torch.zeros(8192), 0.9 * torch.sin(2 * torch.pi * 200 * t)])
+    mel = transform(x)
+    assert (mel >= 1.0).any() and (mel <= 0.0).any()  # both clamps are hit
+    check = MelConsistency(transform, mel[None])
+    assert (check.project(x[None]) - x).abs().max() < 1e-4
+    assert (check.refine(x[None], 8) - x).abs().max() < 1e-4
+    hiss = x + 1e-6 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    out = check.project(hiss[None])[0]
+    assert out[:4096].abs().max() <= hiss[:4096].abs().max()
+
+
+@pytest.mark.parametrize("name", list(SAMPLERS))
+def test_an_identity_projection_leaves_the_samplers_unchanged(name):
+    schedule = inference_schedule(load_recipe(TINY).diffusion, 6)
+    noise = torch.randn(1, 1, 512, generator=torch.Generator().manual_seed(0))
+    def denoise(x, level):  # level = sqrt(alpha_bar); clean estimate 0.1 x / level: no clamping
+        a = float(level[0])
+        return 0.9 * x / (1 - a * a) ** 0.5
+
+    plain = SAMPLERS[name](denoise, schedule, noise, torch.Generator().manual_seed(1))
+    same = SAMPLERS[name](denoise, schedule, noise, torch.Generator().manual_seed(1), project=lambda x0: x0)
+    assert plain.abs().max() > 1e-3 and (plain - same).abs().max() < 1e-5 * plain.abs().max()
 
 
 @pytest.mark.parametrize("name", list(SAMPLERS))
@@ -141,3 +189,14 @@ def test_negative_refine_on_the_command_line_is_rejected(tmp_path, tiny_ckpt, ru
     result = run_main("vocode", "-c", tiny_ckpt, clip, "-o", tmp_path / "o.wav", "--refine", "-1")
     assert result.returncode == 2 and not (tmp_path / "o.wav").exists()
     assert result.stderr.strip() == "error: --refine -1: must be >= 0"
+
+
+def test_mel_options_on_an_unconditional_model_are_one_line_errors(tmp_path, run_main):
+    recipe = load_recipe(TINY, ["model.conditional=false", "model.residual_layers=2", "model.residual_channels=8"])
+    net = DiffWave.from_recipe(recipe)
+    ckpt = save_checkpoint(tmp_path / "gen.pt", recipe=recipe, model=net.state_dict(), ema=net.state_dict(), step=1)
+    result = run_main("export", ckpt, "-o", tmp_path / "out.pt", "--refine", "3")
+    assert result.returncode == 2 and "--refine applies to vocoders" in result.stderr
+    assert not (tmp_path / "out.pt").exists()
+    result = run_main("bench", "--recipe", TINY, "--set", "model.conditional=false", "--no-gain-adjust")
+    assert result.returncode == 2 and "apply to vocoders" in result.stderr

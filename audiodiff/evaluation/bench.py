@@ -165,6 +165,8 @@ def run_bench(*, checkpoint: str | Path | None = None, recipe: str | Path | None
     dev = resolve_device(device)
     parsed = (load_checkpoint(checkpoint)["recipe_obj"] if checkpoint is not None
               else load_recipe(recipe, list(overrides)))
+    if not parsed.model.conditional and (not gain_adjust or refine is not None):
+        raise AudiodiffError("--no-gain-adjust and --refine apply to vocoders; this model is unconditional")
     base = dict(checkpoint=None if checkpoint is None else str(Path(checkpoint).resolve()),
                 recipe=None if recipe is None else str(Path(recipe).resolve()), overrides=list(overrides),
                 seconds=float(seconds), runs=int(runs), warmup=int(warmup), threads=int(threads or 0),

@@ -130,6 +130,9 @@ def evaluate(checkpoint: str | Path, references: Sequence[str | Path], out_dir: 
                 preset=data["recipe_obj"].audio.preset, seed=seed, sampler=sampler, device=str(device),
                 torch_version=torch.__version__, timestamp=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 references=[str(f) for f in files])
+    if not data["recipe_obj"].model.conditional and (not gain_adjust or refine is not None):
+        raise AudiodiffError(f"{checkpoint}: an unconditional model has no mel: "
+                             f"--no-gain-adjust and --refine apply to vocoders")
     if data["recipe_obj"].model.conditional:
         consistency = dict(gain_adjust=gain_adjust, refine=refine)
         result = _evaluate_vocoder(data, checkpoint, files, clips, out_dir, steps or DEFAULT_VOCODER_STEPS,
@@ -157,7 +160,7 @@ def _evaluate_vocoder(data, checkpoint, files, clips, out_dir, steps, seed, devi
     rows, names = [], _unique_names(files)
     # one short untimed vocode first, so that the first timed one does not pay for the
     # allocator's and the kernels' first use (`compute_s`/`rtf` are indicative; bench measures speed)
-    vocoder.vocode(vocoder.mel(clips[0][:sr]).cpu(), steps=1, sampler=sampler, seed=seed)
+    vocoder.vocode(vocoder.mel(clips[0][:sr]).cpu(), steps=1, sampler=sampler, seed=seed, **consistency)
     for path, name, wav in zip(files, names, clips):
         audio_s = len(wav) / sr
         log(f"{path} ({audio_s:.2f} s)")
