@@ -149,19 +149,25 @@ def search_steps(scorer: ClipScorer, steps: int, budget_s: float, seed: int = 0,
     """Search schedules of `steps` betas for at most about `budget_s` seconds.
 
     The baselines are always scored (so there is a result even when the budget is
-    too small for anything else); each later candidate starts only while time is left.
+    too small for anything else); each later candidate starts only if it can finish
+    in the time left, judging by the slowest candidate so far.
     """
     start = time.perf_counter()
     rng = np.random.default_rng([seed, steps])
-    n_evals = 0
+    n_evals, slowest = 0, 0.0
     best, best_score = None, float("nan")
 
     def spent() -> float:
         return time.perf_counter() - start
 
+    def room() -> bool:
+        return spent() + slowest <= budget_s
+
     def consider(candidate: Candidate) -> float:
-        nonlocal best, best_score, n_evals
+        nonlocal best, best_score, n_evals, slowest
+        t0 = time.perf_counter()
         value = scorer.score(candidate)
+        slowest = max(slowest, time.perf_counter() - t0)
         n_evals += 1
         if best is None or scorer.better(value, best_score):
             best, best_score = candidate, value
@@ -172,15 +178,15 @@ def search_steps(scorer: ClipScorer, steps: int, budget_s: float, seed: int = 0,
 
     baselines = {name: consider(c) for name, c in baseline_candidates(scorer.vocoder, steps).items()}
     for candidate in grid_candidates(steps):
-        if spent() >= budget_s:
+        if not room():
             break
         consider(candidate)
     for eta in DDIM_ETAS:
-        if spent() >= budget_s:
+        if not room():
             break
         consider(Candidate(best.betas, "ddim", eta))
     spread, failures = INITIAL_SPREAD, 0
-    while spent() < budget_s:
+    while room():
         before = best
         consider(perturb(best, spread, rng))
         if best is not before:
@@ -196,20 +202,20 @@ def search_steps(scorer: ClipScorer, steps: int, budget_s: float, seed: int = 0,
 
 def search(scorer: ClipScorer, step_counts: Sequence[int], budget_s: float, seed: int = 0,
            on_progress: Progress | None = None) -> list[StepResult]:
-    """Search each step count in turn; the budget is shared in proportion to the step
-    count, since a candidate's cost is (about) proportional to its steps."""
+    """Search each step count in turn; the time left is shared in proportion to the step
+    counts still to search, since a candidate's cost is (about) proportional to its steps."""
     counts = sorted(set(int(n) for n in step_counts))
     if not counts or counts[0] < 1:
         raise AudiodiffError("--steps must list positive step counts, e.g. 2,3,4,6")
-    total = sum(counts)
-    results, done = [], 0.0
-    for n in counts:
-        share = budget_s * n / total
+    start = time.perf_counter()
+    results = []
+    for i, n in enumerate(counts):
+        done = time.perf_counter() - start
+        share = max(0.0, budget_s - done) * n / sum(counts[i:])
 
         def report(fraction: float, line: str, done=done, share=share) -> None:
             if on_progress is not None:
                 on_progress(min(1.0, (done + fraction * share) / budget_s) if budget_s > 0 else 1.0, line)
 
         results.append(search_steps(scorer, n, share, seed=seed, on_progress=report))
-        done += share
     return results

@@ -85,6 +85,32 @@ def test_search_returns_requested_lengths_with_decreasing_levels(tiny_ckpt, clip
     assert again == pytest.approx(results[0].best.score)
 
 
+class _ClockedScorer(ClipScorer):
+    """Scores by a seeded random number and advances a fake clock by `cost` seconds per
+    candidate (`cost` of a 2-step candidate, in proportion to the step count)."""
+
+    def __init__(self, vocoder, clock: list[float], cost: float):
+        super().__init__(vocoder, [torch.zeros(512)], "logmel")
+        self.clock, self.cost, self.rng = clock, cost, np.random.default_rng(0)
+
+    def score(self, candidate):
+        self.clock[0] += self.cost * len(candidate.betas) / 2
+        return float(self.rng.random())
+
+
+def test_search_stays_within_its_budget(monkeypatch, tiny_ckpt):
+    """No candidate starts unless it can finish in time: with candidates of 0.7 s (2 steps)
+    to 2.1 s (6 steps) and a 40 s budget the search ends at or before 40 s, and uses most of it."""
+    import audiodiff.schedule_search as module
+
+    clock = [0.0]
+    monkeypatch.setattr(module.time, "perf_counter", lambda: clock[0])
+    scorer = _ClockedScorer(Vocoder.from_checkpoint(tiny_ckpt), clock, cost=0.7)
+    results = search(scorer, [2, 3, 4, 6], budget_s=40.0)
+    assert 40.0 - 2.1 < clock[0] <= 40.0
+    assert all(r.evaluations >= 4 for r in results)
+
+
 def test_stored_schedule_is_used_and_reloaded(tmp_path, tiny_ckpt):
     data = load_checkpoint(tiny_ckpt)
     found = SearchedSchedule((2e-4, 0.05, 0.4), "ddim", 0.25, "pesq", 3.5, 5)
