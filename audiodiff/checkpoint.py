@@ -14,6 +14,8 @@ A checkpoint is a dict of plain types and tensors:
     default_steps optional: the step count `vocode` uses when none is asked for
     default_refine optional: the mel-consistency refinement iterations `vocode` runs after
               sampling when none are asked for (see consistency.py; 0 when absent)
+    default_gain_adjust optional: whether `vocode` applies the mel gain adjustment at each
+              step when not told (off when absent)
 
 It is written to a temp file in the same folder, flushed, and renamed, so a killed
 process leaves either the old file or the new one. It is read with
@@ -42,7 +44,8 @@ REQUIRED = ("format", "version", "step", "recipe", "model", "ema")
 def save_checkpoint(path: str | Path, *, recipe: Recipe, model: dict, ema: dict, step: int,
                     optimizer: dict | None = None, extra: dict[str, Any] | None = None,
                     schedules: dict[int, SearchedSchedule] | None = None,
-                    default_steps: int | None = None, default_refine: int | None = None) -> Path:
+                    default_steps: int | None = None, default_refine: int | None = None,
+                    default_gain_adjust: bool | None = None) -> Path:
     """Write a checkpoint atomically; returns its path."""
     path = Path(path)
     payload = {"format": FORMAT, "version": FORMAT_VERSION, "step": int(step),
@@ -54,6 +57,8 @@ def save_checkpoint(path: str | Path, *, recipe: Recipe, model: dict, ema: dict,
         payload["default_steps"] = int(default_steps)
     if default_refine is not None:
         payload["default_refine"] = int(default_refine)
+    if default_gain_adjust is not None:
+        payload["default_gain_adjust"] = bool(default_gain_adjust)
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return path
@@ -93,6 +98,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     refine = data.get("default_refine")
     if refine is not None and (not isinstance(refine, int) or refine < 0):
         raise CheckpointError(f"{path}: default_refine {refine!r} is not a non-negative integer")
+    if not isinstance(data.get("default_gain_adjust", False), bool):
+        raise CheckpointError(f"{path}: default_gain_adjust {data['default_gain_adjust']!r} is not true or false")
     return data
 
 
@@ -121,21 +128,25 @@ def save_searched_copy(data: dict[str, Any], path: str | Path, schedules: dict[i
     steps = data.get("default_steps") if default_steps is None else default_steps
     return save_checkpoint(path, recipe=data["recipe_obj"], model=data["model"], ema=data["ema"],
                            step=data["step"], optimizer=data.get("optimizer"), extra=data.get("extra"),
-                           schedules=merged, default_steps=steps, default_refine=data.get("default_refine"))
+                           schedules=merged, default_steps=steps, default_refine=data.get("default_refine"),
+                           default_gain_adjust=data.get("default_gain_adjust"))
 
 
 def export_inference_copy(data: dict[str, Any], path: str | Path, half: bool = True,
-                          default_steps: int | None = None, default_refine: int | None = None) -> Path:
+                          default_steps: int | None = None, default_refine: int | None = None,
+                          default_gain_adjust: bool | None = None) -> Path:
     """Write the inference-only form of a loaded checkpoint: its EMA weights (as float16
     when `half`: a quarter of a training checkpoint, which also holds raw weights and
     Adam's two moments), its recipe, step, searched schedules, default step count and
-    refinement; no raw weights, no optimizer state. Loading casts the weights back to float32."""
+    mel-consistency settings; no raw weights, no optimizer state. Loading casts the weights back to float32."""
     ema = {k: v.half() if half and v.is_floating_point() else v for k, v in data["ema"].items()}
     steps = data.get("default_steps") if default_steps is None else default_steps
     refine = data.get("default_refine") if default_refine is None else default_refine
     return save_checkpoint(path, recipe=data["recipe_obj"], model={}, ema=ema, step=data["step"],
                            extra=data.get("extra"), schedules=data.get("schedules_obj"), default_steps=steps,
-                           default_refine=refine)
+                           default_refine=refine,
+                           default_gain_adjust=data.get("default_gain_adjust") if default_gain_adjust is None
+                           else default_gain_adjust)
 
 
 def latest_checkpoint(folder: str | Path) -> Path | None:

@@ -25,8 +25,8 @@ CheckpointOpt = Annotated[Optional[Path], typer.Option("--checkpoint", "-c", hel
 DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")]
 SeedOpt = Annotated[int, typer.Option(help="Seed of the sampling noise.")]
 PrecisionOpt = Annotated[str, typer.Option(help="fp32, bf16 or fp16 (fp16: CUDA only; bf16 on CPU is allowed but fast only with bf16 instructions).")]
-GainAdjustOpt = Annotated[bool, typer.Option("--gain-adjust/--no-gain-adjust", help="Match each step's clean estimate to the mel (WaveFit's gain adjustment); off = the network's raw sampler.")]
-RefineOpt = Annotated[Optional[int], typer.Option(help="Mel-consistency refinement iterations after sampling (Griffin-Lim from the vocoder's phase). Default: the checkpoint's (the shipped vocoder: 32), else 0.")]
+GainAdjustOpt = Annotated[Optional[bool], typer.Option("--gain-adjust/--no-gain-adjust", help="Match each step's clean estimate to the mel (WaveFit's gain adjustment). Default: the checkpoint's setting (the shipped vocoder: on), else off (the network's own sampler).")]
+RefineOpt = Annotated[Optional[int], typer.Option(help="Fast Griffin-Lim iterations with band gains after sampling, from the vocoder's output. Default: the checkpoint's setting, else 0.")]
 SamplerOpt = Annotated[Optional[str], typer.Option(help="ddpm (ancestral) or ddim (deterministic). Default: the checkpoint's searched choice for the step count, else ddpm.")]
 
 
@@ -77,7 +77,7 @@ def vocode(
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
     precision: PrecisionOpt = "fp32",
-    gain_adjust: GainAdjustOpt = True,
+    gain_adjust: GainAdjustOpt = None,
     refine: RefineOpt = None,
 ) -> None:
     """Turn mel spectrograms (or the mels of audio files) into waveforms."""
@@ -194,7 +194,8 @@ def _describe(out: Console, ckpt: Path, card) -> None:
     model = (Vocoder if r.model.conditional else Generator).from_checkpoint_data(data, str(ckpt))
     say(f"  default steps: {model.default_steps}{'' if data.get('default_steps') else ' (not set in the checkpoint)'}")
     if r.model.conditional:
-        say(f"  mel consistency: gain adjustment at each step, {model.default_refine} refinement iterations after")
+        say(f"  mel consistency: gain adjustment {'on' if model.default_gain_adjust else 'off'}, "
+            f"{model.default_refine} refinement iterations")
     for n, found in sorted(data["schedules_obj"].items()):
         say(f"  searched {n}-step schedule: {found.sampler}"
             f"{f' eta {found.eta:.2f}' if found.sampler == 'ddim' else ''}, {found.metric} {found.score:.3f} "
@@ -208,6 +209,7 @@ def export(
     fp32: Annotated[bool, typer.Option("--fp32", help="Keep float32 weights (default: float16, half the size).")] = False,
     default_steps: Annotated[Optional[int], typer.Option(help="Store this as the default step count.")] = None,
     refine: Annotated[Optional[int], typer.Option(help="Store this as the default mel-consistency refinement iterations (vocoders).")] = None,
+    gain_adjust: Annotated[Optional[bool], typer.Option("--gain-adjust/--no-gain-adjust", help="Store whether vocode applies the mel gain adjustment by default (vocoders).")] = None,
 ) -> None:
     """Write an inference-only copy of a checkpoint: EMA weights (float16), recipe, searched schedules."""
     from audiodiff.checkpoint import export_inference_copy, load_checkpoint
@@ -218,9 +220,10 @@ def export(
         raise AudiodiffError(f"--default-steps {default_steps}: must be >= 1")
     _check_refine(refine)
     data = load_checkpoint(checkpoint)
-    if refine is not None and not data["recipe_obj"].model.conditional:
-        raise AudiodiffError(f"{checkpoint}: --refine applies to vocoders; this model is unconditional")
-    export_inference_copy(data, output, half=not fp32, default_steps=default_steps, default_refine=refine)
+    if (refine is not None or gain_adjust is not None) and not data["recipe_obj"].model.conditional:
+        raise AudiodiffError(f"{checkpoint}: --refine and --gain-adjust apply to vocoders; this model is unconditional")
+    export_inference_copy(data, output, half=not fp32, default_steps=default_steps, default_refine=refine,
+                          default_gain_adjust=gain_adjust)
     err.print(f"{checkpoint} ({checkpoint.stat().st_size / 2 ** 20:.1f} MiB) -> {output} "
               f"({output.stat().st_size / 2 ** 20:.2f} MiB, step {data['step']})", highlight=False)
 
@@ -236,7 +239,7 @@ def eval_(
     sampler: SamplerOpt = None,
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
-    gain_adjust: GainAdjustOpt = True,
+    gain_adjust: GainAdjustOpt = None,
     refine: RefineOpt = None,
 ) -> None:
     """Score a checkpoint against reference audio at several step counts; write CSV, JSON and report.html."""
@@ -281,7 +284,7 @@ def bench(
     threads: Annotated[Optional[int], typer.Option(help="Intra-op CPU threads (default: torch's default).")] = None,
     device: DeviceOpt = "auto",
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON here.")] = None,
-    gain_adjust: GainAdjustOpt = True,
+    gain_adjust: GainAdjustOpt = None,
     refine: RefineOpt = None,
 ) -> None:
     """Real-time factor and peak memory of vocoding (or unconditional sampling) per step count."""
@@ -355,6 +358,7 @@ def schedule_search(
     default_steps: Annotated[Optional[int], typer.Option(help="Also store this as the step count vocode uses by default.")] = None,
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
+    gain_adjust: GainAdjustOpt = None,
 ) -> None:
     """Search noise schedules per step count on held-out clips; store the best in a copy of the checkpoint."""
     from rich.table import Table
@@ -377,7 +381,7 @@ def schedule_search(
     vocoder = Vocoder.from_checkpoint_data(data, str(checkpoint), device)
     files = collect_audio(clips)
     audio = [load_audio(f, vocoder.sample_rate) for f in files]
-    scorer = ClipScorer(vocoder, audio, metric, seed=seed)
+    scorer = ClipScorer(vocoder, audio, metric, seed=seed, gain_adjust=gain_adjust)
     err.print(f"Searching {steps} steps on {len(files)} clip(s) by {METRICS[metric][1]}, "
               f"budget {budget_minutes:g} min", highlight=False)
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err) as progress:

@@ -7,10 +7,12 @@ own mel drifts from the conditioning mel. Two uses of one operation fix much of 
   network's estimate of the clean signal x0 is rescaled, per mel band and frame, so that
   its mel magnitude equals the target's; the sampler continues from the adjusted
   estimate. One STFT and one inverse per step.
-- **refinement**: after sampling, `iters` more of the same projection, each followed by
-  the STFT of its own inverse: Griffin-Lim iterations, but started from the vocoder's
-  phase and keeping the fine structure (harmonics) within each band instead of a flat
-  least-squares inverse of the filterbank.
+- **refinement**: after sampling, `iters` iterations of fast Griffin-Lim (Perraudin et
+  al. 2013, momentum 0.99, as librosa) whose magnitude step is the same band-gain
+  projection: started from the vocoder's output, keeping the fine structure (harmonics)
+  within each band instead of a flat least-squares inverse of the filterbank.
+  `band_griffin_lim` (evaluation/baselines.py) runs it from white noise: a mel
+  inversion with no network, the floor a vocoder must beat.
 
 The gain of a linear bin is the filterbank-weighted mean of its bands' gains; bins the
 filterbank does not cover (below fmin, above fmax) take the nearest covered bin's gain.
@@ -25,6 +27,9 @@ from __future__ import annotations
 import torch
 
 from audiodiff.audio import MelSpectrogram, mel_clamps, mel_magnitude
+
+#: Fast Griffin-Lim's momentum (librosa's default).
+MOMENTUM = 0.99
 
 
 class MelConsistency:
@@ -54,24 +59,35 @@ class MelConsistency:
         shape = wav.shape
         x = wav.reshape(self.target.shape[0], -1)
         with torch.autocast(device_type=x.device.type, enabled=False):  # STFTs in float32 always
-            return self._project(x.float(), x.shape[-1]).to(wav.dtype).reshape(shape)
+            out = self.transform.istft(self._gain(self.transform.stft(x.float())), x.shape[-1])
+        return out.to(wav.dtype).reshape(shape)
 
-    def _project(self, x: torch.Tensor, samples: int) -> torch.Tensor:
-        spec = self.transform.stft(x)  # [batch, bins, frames]
+    def _gain(self, spec: torch.Tensor) -> torch.Tensor:
+        """complex STFT [batch, bins, frames] -> the same with band gains applied."""
         frames = spec.shape[-1]
         if frames > self.target.shape[-1]:
-            raise ValueError(f"waveform of {samples} samples is longer than the mel's "
-                             f"{self.target.shape[-1]} frames x {self.transform.hop_length}")
+            raise ValueError(f"waveform of {frames} frames is longer than the mel's {self.target.shape[-1]}")
         target = self.target[..., :frames]
         current = torch.matmul(self.basis, spec.abs())  # [batch, n_mels, frames]
         gain = target / current.clamp(min=self.floor)
         gain = torch.where(self.at_floor[..., :frames], gain.clamp(max=1.0), gain)
         gain = torch.where(self.at_ceiling[..., :frames], gain.clamp(min=1.0), gain)
-        spec = spec * torch.matmul(self.weights.T, gain)  # band gains -> bin gains
-        return self.transform.istft(spec, samples)
+        return spec * torch.matmul(self.weights.T, gain)  # band gains -> bin gains
 
-    def refine(self, wav: torch.Tensor, iters: int) -> torch.Tensor:
-        """`iters` projections in a row (Griffin-Lim from the vocoder's phase)."""
-        for _ in range(iters):
-            wav = self.project(wav)
-        return wav
+    def refine(self, wav: torch.Tensor, iters: int, momentum: float = MOMENTUM) -> torch.Tensor:
+        """`iters` fast Griffin-Lim iterations from `wav` with the band-gain projection as
+        the magnitude step; then a last projection. Same shape as `wav`."""
+        if iters <= 0:
+            return wav
+        shape = wav.shape
+        x = wav.reshape(self.target.shape[0], -1)
+        samples, stft, istft = x.shape[-1], self.transform.stft, self.transform.istft
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            accelerated = stft(x.float())
+            previous = None
+            for _ in range(iters):
+                consistent = stft(istft(self._gain(accelerated), samples))
+                accelerated = consistent if previous is None else consistent + momentum * (consistent - previous)
+                previous = consistent
+            out = istft(self._gain(accelerated), samples)
+        return out.to(wav.dtype).reshape(shape)

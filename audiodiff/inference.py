@@ -128,7 +128,8 @@ class _Model:
     def __init__(self, network: DiffWave, recipe: Recipe, device: str | torch.device = "cpu",
                  step: int = 0, source: str = "<memory>",
                  searched: dict[int, SearchedSchedule] | None = None, default_steps: int | None = None,
-                 precision: str = "fp32", default_refine: int | None = None):
+                 precision: str = "fp32", default_refine: int | None = None,
+                 default_gain_adjust: bool | None = None):
         self.device = resolve_device(device)
         check_precision(precision, self.device, "precision")
         self.precision = precision  # fp32, or bf16/fp16 autocast of the network (see precision.py)
@@ -141,6 +142,7 @@ class _Model:
         self.searched = dict(searched or {})
         self._default_steps = default_steps
         self.default_refine = default_refine or 0  # mel-consistency iterations after sampling (Vocoder)
+        self.default_gain_adjust = bool(default_gain_adjust)  # gain adjustment at each step (Vocoder)
         self.chunk_samples = CHUNK_SAMPLES
 
     @classmethod
@@ -160,7 +162,8 @@ class _Model:
         network.load_state_dict(data["ema" if ema else "model"])
         return cls(network, recipe, device=device, step=data["step"], source=source,
                    searched=data.get("schedules_obj"), default_steps=data.get("default_steps"),
-                   precision=precision, default_refine=data.get("default_refine"))
+                   precision=precision, default_refine=data.get("default_refine"),
+                   default_gain_adjust=data.get("default_gain_adjust"))
 
     @property
     def sample_rate(self) -> int:
@@ -249,7 +252,7 @@ class Vocoder(_Model):
                seed: int | None = 0, generator: torch.Generator | None = None,
                on_step: StepCallback = None, name: str = "mel",
                schedule: Schedule | None = None, eta: float | None = None,
-               gain_adjust: bool = True, refine: int | None = None) -> torch.Tensor:
+               gain_adjust: bool | None = None, refine: int | None = None) -> torch.Tensor:
         """mel [n_mels, frames] or [B, n_mels, frames] -> waveform [frames*hop] or [B, frames*hop].
 
         `steps` network evaluations (default `default_steps`) with the checkpoint's
@@ -258,11 +261,13 @@ class Vocoder(_Model):
         'ddim' (default: the searched one, else ddpm); `seed` (or `generator`) fixes
         the noise. `schedule`, `sampler` and `eta` together override all of that.
         `gain_adjust` matches each step's clean estimate to the mel (WaveFit's gain
-        adjustment); `refine` more such projections run after sampling (default: the
-        checkpoint's `default_refine`, else 0). See consistency.py.
+        adjustment); `refine` fast Griffin-Lim iterations with the same projection run
+        after sampling. Both default to the checkpoint's settings (`default_gain_adjust`,
+        `default_refine`), else off. See consistency.py.
         """
         steps = len(schedule) if schedule is not None else (steps or self.default_steps)
         refine = self.default_refine if refine is None else refine
+        gain_adjust = self.default_gain_adjust if gain_adjust is None else gain_adjust
         if refine < 0:
             raise AudiodiffError(f"refine {refine}: must be >= 0")
         mel = torch.as_tensor(mel, dtype=torch.float32)
@@ -282,10 +287,11 @@ class Vocoder(_Model):
                 wav = consistency.refine(wav.to(self.device), refine).clamp(-1.0, 1.0).cpu()
         return wav if batched else wav[0]
 
-    def describe_sampling(self, steps: int, sampler: str | None = None, gain_adjust: bool = True,
+    def describe_sampling(self, steps: int, sampler: str | None = None, gain_adjust: bool | None = None,
                           refine: int | None = None) -> str:
         """`_Model.describe_sampling` plus the mel-consistency settings."""
         refine = self.default_refine if refine is None else refine
+        gain_adjust = self.default_gain_adjust if gain_adjust is None else gain_adjust
         parts = [super().describe_sampling(steps, sampler)] + (["mel gain adjustment"] if gain_adjust else [])
         return ", ".join(parts + ([f"{refine} refinement iterations"] if refine else []))
 

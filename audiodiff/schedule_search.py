@@ -70,14 +70,15 @@ class ClipScorer:
     """Vocodes the clips' mels with a candidate and scores the result against the clips.
 
     clips: waveforms [samples] at the vocoder's rate; their mels are computed once.
-    The sampler runs with the mel gain adjustment and without refinement: the search
-    ranks schedules, and refinement after sampling would blur their differences.
+    `gain_adjust` as in `Vocoder.vocode` (None: the checkpoint's setting); never
+    refinement: the search ranks schedules, and refinement would blur their differences.
     """
 
-    def __init__(self, vocoder: Vocoder, clips: Sequence[torch.Tensor], metric: str, seed: int = 0):
+    def __init__(self, vocoder: Vocoder, clips: Sequence[torch.Tensor], metric: str, seed: int = 0,
+                 gain_adjust: bool | None = None):
         if metric not in METRICS:
             raise AudiodiffError(f"--metric {metric!r}: choose one of {', '.join(METRICS)}")
-        self.vocoder, self.metric, self.seed = vocoder, metric, seed
+        self.vocoder, self.metric, self.seed, self.gain_adjust = vocoder, metric, seed, gain_adjust
         self.higher_is_better = METRICS[metric][0]
         self.clips = [torch.as_tensor(c, dtype=torch.float32).reshape(-1) for c in clips]
         self.mels = [vocoder.mel(c).cpu() for c in self.clips]
@@ -90,7 +91,7 @@ class ClipScorer:
         for i, (clip, mel) in enumerate(zip(self.clips, self.mels)):
             out = self.vocoder.vocode(mel, schedule=Schedule.from_betas(candidate.betas),
                                       sampler=candidate.sampler, eta=candidate.eta,
-                                      seed=self.seed, refine=0)[:clip.shape[-1]]
+                                      seed=self.seed, gain_adjust=self.gain_adjust, refine=0)[:clip.shape[-1]]
             values.append(self._one(i, clip, out))
         values = [v for v in values if math.isfinite(v)]
         return float(np.mean(values)) if values else float("nan")

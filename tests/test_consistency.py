@@ -141,12 +141,13 @@ def test_gain_adjustment_and_refinement_bring_an_untrained_vocoder_to_the_mel(ti
     config = vocoder.recipe.audio
     x = _clip(config)
     mel = vocoder.mel(x)
-    raw = vocoder.vocode(mel, steps=2, gain_adjust=False)
-    adjusted = vocoder.vocode(mel, steps=2)
-    refined = vocoder.vocode(mel, steps=2, refine=8)
+    raw = vocoder.vocode(mel, steps=2)  # a training checkpoint: no mel consistency unless asked
+    assert torch.equal(raw, vocoder.vocode(mel, steps=2, gain_adjust=False, refine=0))
+    adjusted = vocoder.vocode(mel, steps=2, gain_adjust=True)
+    refined = vocoder.vocode(mel, steps=2, gain_adjust=True, refine=8)
     d = [log_mel_distance(x, y, config) for y in (raw, adjusted, refined)]
     assert d[0] > 1.0 and d[1] < 0.6 * d[0] and d[2] < 0.5 * d[1], d
-    assert torch.equal(refined, vocoder.vocode(mel, steps=2, refine=8))  # seeded: reproducible
+    assert torch.equal(refined, vocoder.vocode(mel, steps=2, gain_adjust=True, refine=8))  # seeded
     assert refined.abs().max() <= 1.0
     with pytest.raises(AudiodiffError, match="refine -1: must be >= 0"):
         vocoder.vocode(mel, steps=2, refine=-1)
@@ -154,13 +155,15 @@ def test_gain_adjustment_and_refinement_bring_an_untrained_vocoder_to_the_mel(ti
 
 def test_export_stores_default_refine_and_vocode_info_say_it(tmp_path, tiny_ckpt, run_main):
     out = tmp_path / "exported.pt"
-    result = run_main("export", tiny_ckpt, "-o", out, "--refine", "5")
+    result = run_main("export", tiny_ckpt, "-o", out, "--refine", "5", "--gain-adjust")
     assert result.returncode == 0, result.stderr
     data = load_checkpoint(out)
-    assert data["default_refine"] == 5 and Vocoder.from_checkpoint(out).default_refine == 5
-    assert Vocoder.from_checkpoint(tiny_ckpt).default_refine == 0
-    info = run_main("info", "-c", out)
-    assert "gain adjustment at each step, 5 refinement iterations after" in info.stdout
+    assert data["default_refine"] == 5 and data["default_gain_adjust"] is True
+    exported, trained = Vocoder.from_checkpoint(out), Vocoder.from_checkpoint(tiny_ckpt)
+    assert (exported.default_refine, exported.default_gain_adjust) == (5, True)
+    assert (trained.default_refine, trained.default_gain_adjust) == (0, False)
+    assert "mel consistency: gain adjustment on, 5 refinement iterations" in run_main("info", "-c", out).stdout
+    assert "gain adjustment off, 0 refinement iterations" in run_main("info", "-c", tiny_ckpt).stdout
     clip = tmp_path / "in.wav"
     sf.write(clip, _clip(data["recipe_obj"].audio).numpy(), SR, subtype="PCM_16")
     voc = run_main("vocode", "-c", out, clip, "-o", tmp_path / "o.wav", "--steps", "2")
@@ -181,6 +184,10 @@ def test_bad_default_refine_in_a_checkpoint_is_one_line(tmp_path, tiny_ckpt):
     torch.save(payload, bad)
     with pytest.raises(CheckpointError, match="default_refine -2 is not a non-negative integer"):
         load_checkpoint(bad)
+    payload["default_refine"], payload["default_gain_adjust"] = 3, "yes"
+    torch.save(payload, bad)
+    with pytest.raises(CheckpointError, match="default_gain_adjust 'yes' is not true or false"):
+        load_checkpoint(bad)
 
 
 def test_negative_refine_on_the_command_line_is_rejected(tmp_path, tiny_ckpt, run_main):
@@ -196,7 +203,7 @@ def test_mel_options_on_an_unconditional_model_are_one_line_errors(tmp_path, run
     net = DiffWave.from_recipe(recipe)
     ckpt = save_checkpoint(tmp_path / "gen.pt", recipe=recipe, model=net.state_dict(), ema=net.state_dict(), step=1)
     result = run_main("export", ckpt, "-o", tmp_path / "out.pt", "--refine", "3")
-    assert result.returncode == 2 and "--refine applies to vocoders" in result.stderr
+    assert result.returncode == 2 and "--refine and --gain-adjust apply to vocoders" in result.stderr
     assert not (tmp_path / "out.pt").exists()
     result = run_main("bench", "--recipe", TINY, "--set", "model.conditional=false", "--no-gain-adjust")
     assert result.returncode == 2 and "apply to vocoders" in result.stderr

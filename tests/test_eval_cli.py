@@ -68,11 +68,12 @@ def test_eval_vocoder_end_to_end(tmp_path, monkeypatch, run_main, vocoder_ckpt, 
 
     with open(out / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 2 * 4  # two files x (reference, Griffin-Lim, 1 step, 2 steps)
-    assert [r["label"] for r in rows[:4]] == ["reference", "Griffin-Lim", "1 steps", "2 steps"]
+    assert len(rows) == 2 * 5  # two files x (reference, the two Griffin-Lims, 1 step, 2 steps)
+    labels = ["reference", "Griffin-Lim", "Griffin-Lim, band gains", "1 steps", "2 steps"]
+    assert [r["label"] for r in rows[:5]] == labels
     doc = json.loads((out / "results.json").read_text())
     means = {m["label"]: m for m in doc["means"]}
-    assert list(means) == ["reference", "Griffin-Lim", "1 steps", "2 steps"]
+    assert list(means) == labels
     ref, gl, model = means["reference"], means["Griffin-Lim"], means["2 steps"]
     assert ref["pesq_wb"] == pytest.approx(4.64, abs=0.02) and ref["stoi"] == pytest.approx(1.0, abs=1e-6)
     assert ref["log_mel"] == 0 and ref["mr_stft"] == 0 and ref["mcd_db"] == 0 and ref["f0_rmse_cents"] == 0
@@ -88,8 +89,8 @@ def test_eval_vocoder_end_to_end(tmp_path, monkeypatch, run_main, vocoder_ckpt, 
     assert all(not link.startswith("/") for link in links)  # relative: the folder can move
     for link in links:
         assert (out / link).is_file(), link
-    assert sum(link.endswith(".png") for link in links) == 1 + 2 * 4
-    assert sum(link.endswith(".wav") for link in links) == 2 * 4
+    assert sum(link.endswith(".png") for link in links) == 1 + 2 * 5
+    assert sum(link.endswith(".wav") for link in links) == 2 * 5
     wav, sr = sf.read(out / "audio" / "voice0" / "steps-2.wav")
     assert sr == SR and len(wav) == int(1.5 * SR)  # trimmed to the reference's length
 

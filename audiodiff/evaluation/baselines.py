@@ -1,12 +1,14 @@
 """Reference points that give a vocoder's scores meaning: Griffin-Lim from the same mel
-(a floor: phase reconstructed by iteration, no learning) and white noise (the floor of
-set statistics for unconditional models)."""
+(a floor: phase reconstructed by iteration, no learning), in librosa's form and with
+band gains (consistency.py), and white noise (the floor of set statistics for
+unconditional models)."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from audiodiff.audio import mel_magnitude
+from audiodiff.audio import MelSpectrogram, mel_magnitude
+from audiodiff.consistency import MelConsistency
 from audiodiff.recipe import AudioConfig
 
 GRIFFIN_LIM_ITERS = 32
@@ -43,6 +45,22 @@ def griffin_lim(mel, config: AudioConfig, length: int | None = None, n_iter: int
     if len(y) < out_len:
         y = np.pad(y, (0, out_len - len(y)))
     return y[:out_len].astype(np.float32)
+
+
+def band_griffin_lim(mel, config: AudioConfig, length: int | None = None, n_iter: int = GRIFFIN_LIM_ITERS,
+                     seed: int = 0) -> np.ndarray:
+    """Waveform from a mel with no network: fast Griffin-Lim from seeded white noise whose
+    magnitude step rescales each mel band to the mel (`MelConsistency.refine`), instead
+    of librosa's least-squares linear magnitude. Returns float32 [length] (default frames * hop)."""
+    transform = MelSpectrogram(config)
+    mel = torch.as_tensor(mel, dtype=torch.float32)[None]
+    samples = mel.shape[-1] * config.hop_length
+    noise = 0.1 * torch.randn(1, samples, generator=torch.Generator().manual_seed(seed))
+    with torch.inference_mode():
+        y = MelConsistency(transform, mel).refine(noise, n_iter)[0].clamp(-1.0, 1.0)
+    out_len = samples if length is None else length
+    y = torch.nn.functional.pad(y, (0, max(0, out_len - samples)))[:out_len]
+    return y.numpy().astype(np.float32)
 
 
 def white_noise(count: int, samples: int, rms: float, seed: int = 0) -> np.ndarray:

@@ -72,7 +72,7 @@ def measure(cfg: dict, log: Callable[[str], None] = lambda _m: None) -> dict:
 
     cfg keys: checkpoint or recipe (+ overrides), steps, seconds, runs, warmup, threads
     (0: torch's default), device, seed, chunk (0: the library default), and for a
-    vocoder gain_adjust (default on) and refine (None: the checkpoint's default).
+    vocoder gain_adjust and refine (None: the checkpoint's defaults).
     """
     import torch
 
@@ -93,7 +93,7 @@ def measure(cfg: dict, log: Callable[[str], None] = lambda _m: None) -> dict:
         u = torch.rand(audio.n_mels, frames, generator=g)
         mel = u * 10 - 9 if audio.compression == "ln" else 0.2 + 0.6 * u  # inside the preset's range
 
-        consistency = dict(gain_adjust=cfg.get("gain_adjust", True), refine=cfg.get("refine"))
+        consistency = dict(gain_adjust=cfg.get("gain_adjust"), refine=cfg.get("refine"))
 
         def run(i: int):
             return model.vocode(mel, steps=steps, seed=i, **consistency)
@@ -126,7 +126,8 @@ def measure(cfg: dict, log: Callable[[str], None] = lambda _m: None) -> dict:
                   output_finite=bool(torch.isfinite(wav).all()),
                   n_params=sum(p.numel() for p in model.network.parameters()))
     if isinstance(model, Vocoder):
-        result.update(gain_adjust=consistency["gain_adjust"],
+        result.update(gain_adjust=(model.default_gain_adjust if consistency["gain_adjust"] is None
+                                   else consistency["gain_adjust"]),
                       refine=model.default_refine if consistency["refine"] is None else consistency["refine"])
     if device.type == "cuda":
         result["cuda_peak_gib"] = round(torch.cuda.max_memory_allocated(device) / 2 ** 30, 3)
@@ -137,7 +138,7 @@ def run_bench(*, checkpoint: str | Path | None = None, recipe: str | Path | None
               overrides: Sequence[str] = (), steps: Sequence[int] = (1, 2, 4, 6), seconds: float = 10.0,
               runs: int = 3, warmup: int = 1, threads: int | None = None, device: str = "auto", seed: int = 0,
               chunk: int = 0, json_path: str | Path | None = None, log: Callable[[str], None] = lambda _m: None,
-              gain_adjust: bool = True, refine: int | None = None) -> dict:
+              gain_adjust: bool | None = None, refine: int | None = None) -> dict:
     """Measure each step count in a fresh subprocess; returns {"meta": ..., "results": [...]}.
     A vocoder runs with `vocode`'s mel consistency: `gain_adjust`, `refine` (None: the
     checkpoint's default).
@@ -165,12 +166,12 @@ def run_bench(*, checkpoint: str | Path | None = None, recipe: str | Path | None
     dev = resolve_device(device)
     parsed = (load_checkpoint(checkpoint)["recipe_obj"] if checkpoint is not None
               else load_recipe(recipe, list(overrides)))
-    if not parsed.model.conditional and (not gain_adjust or refine is not None):
+    if not parsed.model.conditional and (gain_adjust is not None or refine is not None):
         raise AudiodiffError("--no-gain-adjust and --refine apply to vocoders; this model is unconditional")
     base = dict(checkpoint=None if checkpoint is None else str(Path(checkpoint).resolve()),
                 recipe=None if recipe is None else str(Path(recipe).resolve()), overrides=list(overrides),
                 seconds=float(seconds), runs=int(runs), warmup=int(warmup), threads=int(threads or 0),
-                device=str(dev), seed=int(seed), chunk=int(chunk), gain_adjust=bool(gain_adjust), refine=refine)
+                device=str(dev), seed=int(seed), chunk=int(chunk), gain_adjust=gain_adjust, refine=refine)
     env = dict(os.environ)
     if threads:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)

@@ -36,14 +36,15 @@ from audiodiff.atomic import atomic_path
 from audiodiff.audio import AUDIO_SUFFIXES, load_audio, save_audio
 from audiodiff.checkpoint import load_checkpoint
 from audiodiff.errors import AudiodiffError, AudioError
-from audiodiff.evaluation.baselines import griffin_lim, white_noise
+from audiodiff.evaluation.baselines import band_griffin_lim, griffin_lim, white_noise
 from audiodiff.evaluation.metrics import (PAIR_METRICS, SET_METRICS, Metric, PairScorer, require_eval_extra,
                                           set_distances, set_features)
 
 DEFAULT_VOCODER_STEPS = (2, 4, 6, 50)
 REFERENCE, GRIFFIN_LIM, MODEL, NOISE, HALVES = "reference", "griffin_lim", "model", "white_noise", "reference_halves"
-SYSTEM_LABELS = {REFERENCE: "reference", GRIFFIN_LIM: "Griffin-Lim", NOISE: "white noise",
-                 HALVES: "reference (half vs half)"}
+BAND_GRIFFIN_LIM = "band_griffin_lim"
+SYSTEM_LABELS = {REFERENCE: "reference", GRIFFIN_LIM: "Griffin-Lim", BAND_GRIFFIN_LIM: "Griffin-Lim, band gains",
+                 NOISE: "white noise", HALVES: "reference (half vs half)"}
 MAX_SAVED_REFERENCES = 8  # unconditional: reference clips copied into the report
 
 
@@ -112,7 +113,7 @@ def evaluate(checkpoint: str | Path, references: Sequence[str | Path], out_dir: 
              steps: Sequence[int] | None = None, seed: int = 0, device: str = "cpu", sampler: str | None = None,
              count: int = 8, seconds: float | None = None,
              log: Callable[[str], None] = lambda _msg: None,
-             gain_adjust: bool = True, refine: int | None = None) -> EvalResult:
+             gain_adjust: bool | None = None, refine: int | None = None) -> EvalResult:
     """Evaluate a checkpoint (vocoder or generator) and write CSV and JSON to `out_dir`.
 
     `steps`: step counts (vocoder default 2, 4, 6, 50; generator default the training
@@ -130,7 +131,7 @@ def evaluate(checkpoint: str | Path, references: Sequence[str | Path], out_dir: 
                 preset=data["recipe_obj"].audio.preset, seed=seed, sampler=sampler, device=str(device),
                 torch_version=torch.__version__, timestamp=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 references=[str(f) for f in files])
-    if not data["recipe_obj"].model.conditional and (not gain_adjust or refine is not None):
+    if not data["recipe_obj"].model.conditional and (gain_adjust is not None or refine is not None):
         raise AudiodiffError(f"{checkpoint}: an unconditional model has no mel: "
                              f"--no-gain-adjust and --refine apply to vocoders")
     if data["recipe_obj"].model.conditional:
@@ -178,6 +179,9 @@ def _evaluate_vocoder(data, checkpoint, files, clips, out_dir, steps, seed, devi
         t0 = time.perf_counter()
         gl = griffin_lim(mel, cfg, len(wav), seed=seed)
         keep(GRIFFIN_LIM, None, gl, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        band = band_griffin_lim(mel, cfg, len(wav), seed=seed)
+        keep(BAND_GRIFFIN_LIM, None, band, time.perf_counter() - t0)
         for n in steps:
             t0 = time.perf_counter()
             out = vocoder.vocode(mel, steps=n, sampler=sampler, seed=seed, name=str(path), **consistency)[:len(wav)]

@@ -14,7 +14,7 @@ import torch
 
 from audiodiff.atomic import atomic_path
 from audiodiff.audio import ln_mel_transform, load_audio
-from audiodiff.evaluation.evaluate import GRIFFIN_LIM, HALVES, MODEL, NOISE, REFERENCE, EvalResult
+from audiodiff.evaluation.evaluate import BAND_GRIFFIN_LIM, GRIFFIN_LIM, HALVES, MODEL, NOISE, REFERENCE, EvalResult
 from audiodiff.evaluation.metrics import format_value, require_eval_extra
 from audiodiff.recipe import AudioConfig
 
@@ -98,7 +98,7 @@ def _metric_plot(plt, result: EvalResult, target: Path) -> bool:
     rows = -(-len(metrics) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.6 * rows), dpi=100, squeeze=False)
     styles = {REFERENCE: ("tab:green", ":"), HALVES: ("tab:green", ":"), GRIFFIN_LIM: ("tab:red", "--"),
-              NOISE: ("tab:red", "--")}
+              BAND_GRIFFIN_LIM: ("tab:orange", "--"), NOISE: ("tab:red", "--")}
     steps = [m["steps"] for m in model]
     for ax, metric in zip(axes.flat, metrics):
         ys = [m[metric.key] if m[metric.key] is not None else np.nan for m in model]
@@ -132,7 +132,7 @@ def _means_table(result: EvalResult) -> str:
     count = "files" if result.kind == "vocoder" else "clips"
     out = [f"<table><tr><th class='name'>system</th><th>{count}</th>{head}<th>RTF</th></tr>"]
     for m in result.means:
-        cls = "ref" if m["system"] in (REFERENCE, HALVES) else "floor" if m["system"] in (GRIFFIN_LIM, NOISE) else ""
+        cls = "ref" if m["system"] in (REFERENCE, HALVES) else "floor" if m["system"] in (GRIFFIN_LIM, BAND_GRIFFIN_LIM, NOISE) else ""
         cells = "".join(f"<td>{_fmt(m.get(x.key), x.key)}</td>" for x in metrics)
         out.append(f"<tr class='{cls}'><td class='name'>{html.escape(m['label'])}</td><td>{m['files']}</td>"
                    f"{cells}<td>{_fmt(m.get('rtf'))}</td></tr>")
