@@ -4,7 +4,7 @@
 #
 #   bash benchmarks/default_models.sh train      # hours: re-run to resume
 #   bash benchmarks/default_models.sh search     # ~10 min: schedules on 5 held-out clips
-#   bash benchmarks/default_models.sh eval       # held-out Kathleen + ljspeech-mini numbers (~30 min)
+#   bash benchmarks/default_models.sh eval       # held-out Kathleen + ljspeech-mini numbers (~25 min)
 #   bash benchmarks/default_models.sh export     # write audiodiff/pretrained/*.pt
 #   bash benchmarks/default_models.sh generator  # spectrograms of generated vs training piano
 #
@@ -26,32 +26,28 @@ case $stage in
     audiodiff train recipes/kathleen.toml --out $VOC_RUN
     audiodiff train recipes/bach-piano-uncond.toml --out $GEN_RUN ;;
   search)
-    # PESQ: with the mel gain adjustment the short-trained model's PESQ is off its floor
-    # (1.7, not 1.05 for every schedule), so it ranks schedules (candidates are scored
-    # with gain adjustment, without refinement)
-    audiodiff schedule search -c "$VOC_CKPT" $SEARCH_CLIPS --steps 2,3,4,6 --metric "${METRIC:-pesq}" \
-      --budget-minutes "${BUDGET_MINUTES:-10}" --out $VOC_RUN/searched.pt --default-steps "${DEFAULT_STEPS:-4}" ;;
+    # PESQ, with the mel gain adjustment the shipped vocoder uses: with it the short-trained
+    # model's PESQ is off its floor (1.7, not 1.05 for every schedule), so it ranks schedules
+    audiodiff schedule search -c "$VOC_CKPT" $SEARCH_CLIPS --steps 2,3,4,6 --metric "${METRIC:-pesq}" --gain-adjust \
+      --budget-minutes "${BUDGET_MINUTES:-10}" --out $VOC_RUN/searched.pt --default-steps "${DEFAULT_STEPS:-6}" ;;
   eval)
-    # two at a time, one thread each (2 cores); REFINE = the shipped default refinement
-    R=${REFINE:-32}
+    # two at a time, one thread each (2 cores)
     export OMP_NUM_THREADS=1
-    # the searched schedules (2, 3, 4, 6 steps) and 50-step DDPM, sampler with gain adjustment
-    # only, with Griffin-Lim and the reference (issue 8's comparison)
-    audiodiff eval -c $VOC_RUN/searched.pt $REPORT_CLIPS --steps 2,3,4,6,50 --refine 0 --out eval/kathleen-heldout &
-    # lmnt's fast 6-step schedule through the same sampler (the unsearched checkpoint's default)
-    audiodiff eval -c "$VOC_CKPT" $REPORT_CLIPS --steps 2,4,6 --refine 0 --out eval/kathleen-heldout-default
+    # the searched schedules (2, 3, 4, 6 steps) and 50-step DDPM with gain adjustment, as the
+    # shipped vocoder runs, beside both Griffin-Lims and the reference (issue 8's comparison)
+    audiodiff eval -c $VOC_RUN/searched.pt $REPORT_CLIPS --steps 2,3,4,6,50 --gain-adjust --out eval/kathleen-heldout &
+    # lmnt's fast 6-step schedule (and the default rule at 2, 4) through the same sampler
+    audiodiff eval -c "$VOC_CKPT" $REPORT_CLIPS --steps 2,4,6 --gain-adjust --out eval/kathleen-heldout-default
     wait
-    # what `vocode` does by default with the shipped model: + $R refinement iterations
-    audiodiff eval -c $VOC_RUN/searched.pt $REPORT_CLIPS --steps 2,4,6 --refine "$R" --out eval/kathleen-heldout-refined &
-    # the network alone: no gain adjustment, no refinement
-    audiodiff eval -c $VOC_RUN/searched.pt $REPORT_CLIPS --steps 2,4,6 --no-gain-adjust --refine 0 --out eval/kathleen-heldout-raw
+    # the network alone (no mel consistency): searched schedules, and lmnt's 6 steps
+    audiodiff eval -c $VOC_RUN/searched.pt $REPORT_CLIPS --steps 2,4,6 --no-gain-adjust --out eval/kathleen-heldout-raw &
+    audiodiff eval -c "$VOC_CKPT" $REPORT_CLIPS --steps 6 --no-gain-adjust --out eval/kathleen-heldout-default-raw
     wait
-    # another speaker: the 22 LJSpeech clips, with and without refinement
-    audiodiff eval -c $VOC_RUN/searched.pt ../shared/data/ljspeech-mini/wavs --steps 2,4,6 --refine "$R" --out eval/ljspeech-mini &
-    audiodiff eval -c $VOC_RUN/searched.pt ../shared/data/ljspeech-mini/wavs --steps 2,4,6 --refine 0 --out eval/ljspeech-mini-unrefined
-    wait ;;
+    # another speaker: the 22 LJSpeech clips, as shipped
+    audiodiff eval -c $VOC_RUN/searched.pt ../shared/data/ljspeech-mini/wavs --steps 2,4,6 --gain-adjust --out eval/ljspeech-mini ;;
   export)
-    audiodiff export $VOC_RUN/searched.pt -o audiodiff/pretrained/vocoder.pt --refine "${REFINE:-32}"
+    audiodiff export $VOC_RUN/searched.pt -o audiodiff/pretrained/vocoder.pt --gain-adjust --refine 0 \
+      --default-steps "${DEFAULT_STEPS:-6}"
     audiodiff export "$GEN_CKPT" -o audiodiff/pretrained/generator.pt --default-steps "${GENERATOR_STEPS:-50}" ;;
   generator)
     # 5 s excerpts (from 20 s in) of 4 training chorales, at the model's 16 kHz, as the reference set

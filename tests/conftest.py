@@ -69,6 +69,20 @@ def synth_folder(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory) -> Path:
+    """An untrained 2 x 8 vocoder checkpoint of recipes/tiny.toml (seeded weights)."""
+    from audiodiff.checkpoint import save_checkpoint
+    from audiodiff.model import DiffWave
+    from audiodiff.recipe import load_recipe
+
+    recipe = load_recipe(TINY, ["model.residual_layers=2", "model.residual_channels=8"])
+    torch.manual_seed(0)
+    net = DiffWave.from_recipe(recipe)
+    path = tmp_path_factory.mktemp("ckpt") / "step-00000001.pt"
+    return save_checkpoint(path, recipe=recipe, model=net.state_dict(), ema=net.state_dict(), step=1)
+
+
 def tiny_overrides(root: Path, source: str = "folder", **train) -> list[str]:
     """--set style overrides that make recipes/tiny.toml quick and quiet on CPU."""
     values = {"max_steps": 6, "log_every": 1, "num_workers": 0, "checkpoint_every": 1000,

@@ -126,16 +126,6 @@ def test_samplers_call_the_projection_once_per_step_and_use_it(name):
     assert free.abs().max() > 0.01
 
 
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory):
-    """An untrained 2 x 8 vocoder checkpoint (seeded weights)."""
-    recipe = load_recipe(TINY, ["model.residual_layers=2", "model.residual_channels=8"])
-    torch.manual_seed(0)
-    net = DiffWave.from_recipe(recipe)
-    path = tmp_path_factory.mktemp("ckpt") / "step-00000001.pt"
-    return save_checkpoint(path, recipe=recipe, model=net.state_dict(), ema=net.state_dict(), step=1)
-
-
 def test_gain_adjustment_and_refinement_bring_an_untrained_vocoder_to_the_mel(tiny_ckpt):
     vocoder = Vocoder.from_checkpoint(tiny_ckpt)
     config = vocoder.recipe.audio

@@ -19,16 +19,6 @@ from conftest import SR, TINY, chirp, sine
 
 
 @pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory):
-    """An untrained 2 x 8 vocoder checkpoint (seeded weights)."""
-    recipe = load_recipe(TINY, ["model.residual_layers=2", "model.residual_channels=8"])
-    torch.manual_seed(0)
-    net = DiffWave.from_recipe(recipe)
-    path = tmp_path_factory.mktemp("ckpt") / "step-00000001.pt"
-    return save_checkpoint(path, recipe=recipe, model=net.state_dict(), ema=net.state_dict(), step=1)
-
-
-@pytest.fixture(scope="module")
 def clips(tmp_path_factory):
     root = tmp_path_factory.mktemp("clips")
     paths = []
