@@ -6,16 +6,14 @@ import pytest
 import soundfile as sf
 import torch
 
-from audiodiff.checkpoint import load_checkpoint, save_checkpoint, save_searched_copy
+from audiodiff.checkpoint import load_checkpoint, save_searched_copy
 from audiodiff.diffusion import SearchedSchedule, inference_schedule
 from audiodiff.errors import AudiodiffError, CheckpointError
 from audiodiff.inference import Vocoder
-from audiodiff.model import DiffWave
-from audiodiff.recipe import load_recipe
 from audiodiff.schedule_search import (ClipScorer, Candidate, baseline_candidates, geometric, grid_candidates,
                                        perturb, search)
 
-from conftest import SR, TINY, chirp, sine
+from conftest import SR, chirp, sine
 
 
 @pytest.fixture(scope="module")
