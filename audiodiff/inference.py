@@ -266,10 +266,7 @@ class Vocoder(_Model):
         `default_refine`), else off. See consistency.py.
         """
         steps = len(schedule) if schedule is not None else (steps or self.default_steps)
-        refine = self.default_refine if refine is None else refine
-        gain_adjust = self.default_gain_adjust if gain_adjust is None else gain_adjust
-        if refine < 0:
-            raise AudiodiffError(f"refine {refine}: must be >= 0")
+        gain_adjust, refine = self.consistency_settings(gain_adjust, refine)
         mel = torch.as_tensor(mel, dtype=torch.float32)
         check_mel(mel, self.recipe.audio, name)
         batched = mel.dim() == 3
@@ -277,7 +274,7 @@ class Vocoder(_Model):
         length = mel.shape[-1] * self.hop_length
         with torch.inference_mode():
             cond = Conditioner(self.network, mel, self.hop_length, CONDITION_CACHE_BYTES)
-            consistency = MelConsistency(self.mel_transform, mel)
+            consistency = MelConsistency(self.mel_transform, mel) if gain_adjust or refine else None
         std = noise_std(mel, self.recipe.audio, self.recipe.diffusion, length)
         wav = self._sample(cond, mel.shape[0], length, steps, sampler, seed, generator, on_step,
                            schedule=schedule, eta=eta, prior_std=std,
@@ -287,11 +284,18 @@ class Vocoder(_Model):
                 wav = consistency.refine(wav.to(self.device), refine).clamp(-1.0, 1.0).cpu()
         return wav if batched else wav[0]
 
+    def consistency_settings(self, gain_adjust: bool | None = None, refine: int | None = None) -> tuple[bool, int]:
+        """(gain_adjust, refine) as `vocode` runs them: None takes the checkpoint's setting."""
+        gain_adjust = self.default_gain_adjust if gain_adjust is None else bool(gain_adjust)
+        refine = self.default_refine if refine is None else int(refine)
+        if refine < 0:
+            raise AudiodiffError(f"refine {refine}: must be >= 0")
+        return gain_adjust, refine
+
     def describe_sampling(self, steps: int, sampler: str | None = None, gain_adjust: bool | None = None,
                           refine: int | None = None) -> str:
         """`_Model.describe_sampling` plus the mel-consistency settings."""
-        refine = self.default_refine if refine is None else refine
-        gain_adjust = self.default_gain_adjust if gain_adjust is None else gain_adjust
+        gain_adjust, refine = self.consistency_settings(gain_adjust, refine)
         parts = [super().describe_sampling(steps, sampler)] + (["mel gain adjustment"] if gain_adjust else [])
         return ", ".join(parts + ([f"{refine} refinement iterations"] if refine else []))
 

@@ -126,9 +126,7 @@ def measure(cfg: dict, log: Callable[[str], None] = lambda _m: None) -> dict:
                   output_finite=bool(torch.isfinite(wav).all()),
                   n_params=sum(p.numel() for p in model.network.parameters()))
     if isinstance(model, Vocoder):
-        result.update(gain_adjust=(model.default_gain_adjust if consistency["gain_adjust"] is None
-                                   else consistency["gain_adjust"]),
-                      refine=model.default_refine if consistency["refine"] is None else consistency["refine"])
+        result.update(zip(("gain_adjust", "refine"), model.consistency_settings(**consistency)))
     if device.type == "cuda":
         result["cuda_peak_gib"] = round(torch.cuda.max_memory_allocated(device) / 2 ** 30, 3)
     return result
@@ -167,7 +165,7 @@ def run_bench(*, checkpoint: str | Path | None = None, recipe: str | Path | None
     parsed = (load_checkpoint(checkpoint)["recipe_obj"] if checkpoint is not None
               else load_recipe(recipe, list(overrides)))
     if not parsed.model.conditional and (gain_adjust is not None or refine is not None):
-        raise AudiodiffError("--no-gain-adjust and --refine apply to vocoders; this model is unconditional")
+        raise AudiodiffError("--gain-adjust/--no-gain-adjust and --refine apply to vocoders; this model is unconditional")
     base = dict(checkpoint=None if checkpoint is None else str(Path(checkpoint).resolve()),
                 recipe=None if recipe is None else str(Path(recipe).resolve()), overrides=list(overrides),
                 seconds=float(seconds), runs=int(runs), warmup=int(warmup), threads=int(threads or 0),

@@ -133,7 +133,7 @@ def evaluate(checkpoint: str | Path, references: Sequence[str | Path], out_dir: 
                 references=[str(f) for f in files])
     if not data["recipe_obj"].model.conditional and (gain_adjust is not None or refine is not None):
         raise AudiodiffError(f"{checkpoint}: an unconditional model has no mel: "
-                             f"--no-gain-adjust and --refine apply to vocoders")
+                             f"--gain-adjust/--no-gain-adjust and --refine apply to vocoders")
     if data["recipe_obj"].model.conditional:
         consistency = dict(gain_adjust=gain_adjust, refine=refine)
         result = _evaluate_vocoder(data, checkpoint, files, clips, out_dir, steps or DEFAULT_VOCODER_STEPS,
