@@ -130,8 +130,9 @@ class TrainConfig:
 
     `batch_size` is per process and per accumulation step: one optimiser step sees
     `batch_size x processes x grad_accum` crops (the global batch). The learning rate
-    rises linearly over `warmup_steps`, then decays (`lr_decay`: none, linear, cosine)
-    to `min_learning_rate` over `decay_steps` steps (0: until `max_steps`).
+    rises linearly over `warmup_steps`, stays until `decay_start` (0: no wait), then
+    decays (`lr_decay`: none, linear, cosine) to `min_learning_rate` over `decay_steps`
+    steps (0: until `max_steps`).
     `precision` is fp32, bf16 (autocast; CUDA or CPU) or fp16 (autocast with a gradient
     scaler; CUDA only). A step whose loss or gradient is not finite is skipped; after
     `max_nonfinite` such steps in a row training stops. `tensorboard` writes TensorBoard
@@ -156,6 +157,7 @@ class TrainConfig:
     warmup_steps: int = 0
     lr_decay: str = "none"
     decay_steps: int = 0
+    decay_start: int = 0
     min_learning_rate: float = 0.0
     max_nonfinite: int = 20
     tensorboard: bool = True
@@ -170,6 +172,7 @@ class TrainConfig:
                f"must be one of {', '.join(repr(d) for d in LR_DECAYS)}, got {self.lr_decay!r}")
         _check(self.warmup_steps >= 0, where, "train.warmup_steps", "must be >= 0")
         _check(self.decay_steps >= 0, where, "train.decay_steps", "must be >= 0 (0: decay until max_steps)")
+        _check(self.decay_start >= 0, where, "train.decay_start", "must be >= 0 (0: decay right after warm-up)")
         _check(0 <= self.min_learning_rate <= self.learning_rate, where, "train.min_learning_rate",
                "must be in [0, learning_rate]")
         _check(self.learning_rate > 0, where, "train.learning_rate", "must be positive")

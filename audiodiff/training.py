@@ -91,6 +91,9 @@ class Trainer:
             raise AudiodiffError(f"train.segment {cfg.segment} must be a multiple of "
                                  f"audio.hop_length {recipe.audio.hop_length}")
         check_precision(cfg.precision, self.device, "train.precision")
+        if self.device.type == "cuda":
+            # Every step has the same crop shape: let cuDNN time its convolution kernels once.
+            torch.backends.cudnn.benchmark = True
         torch.manual_seed(cfg.seed)
         self.network = DiffWave.from_recipe(recipe).to(self.device)
         self.ema = copy.deepcopy(self.network).requires_grad_(False)

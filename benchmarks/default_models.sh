@@ -2,7 +2,7 @@
 # How the shipped default models (audiodiff/pretrained/) are made and measured, from the
 # repository root with ../shared/data beside it. Each stage resumes or can be re-run.
 #
-#   bash benchmarks/default_models.sh train      # hours: re-run to resume
+#   bash benchmarks/default_models.sh train      # hours (CPU, then a GPU): re-run to resume
 #   bash benchmarks/default_models.sh search     # ~10 min: schedules on 5 held-out clips
 #   bash benchmarks/default_models.sh eval       # held-out Kathleen + ljspeech-mini numbers (~25 min)
 #   bash benchmarks/default_models.sh export     # write audiodiff/pretrained/*.pt
@@ -23,7 +23,17 @@ REPORT_CLIPS=$(validation '5:' 2>/dev/null || true)
 
 case $stage in
   train)
-    audiodiff train recipes/kathleen.toml --out $VOC_RUN
+    # The vocoder, as the shipped one was trained: (1) the recipe as written on 2 CPU cores
+    # (batch 4, constant rate 5e-4), stopped at step 23983 (3.0 h over three sessions);
+    audiodiff train recipes/kathleen.toml --out $VOC_RUN --max-steps 23983
+    # (2) on one GPU (H100, ~27 steps/s): batch 32, same constant rate, to step 37453;
+    gpu="--device cuda --set train.batch_size=32 --set train.num_workers=14 --set train.checkpoint_every=2000"
+    audiodiff train recipes/kathleen.toml --out $VOC_RUN --max-steps 37453 $gpu
+    # (3) then a cosine anneal to 1e-5 over 26000 steps (stopped at step 62916, rate 1.1e-5).
+    # The shipped run did (2) and (3) in three 8-minute chunks, each on 632-634 of the 1580
+    # training clips (benchmarks/gpu_subset.py: the GPU machine took 64 MiB per call).
+    audiodiff train recipes/kathleen.toml --out $VOC_RUN --max-steps 62916 $gpu --set train.lr_decay=cosine \
+      --set train.decay_start=37453 --set train.decay_steps=26000 --set train.min_learning_rate=1e-5
     audiodiff train recipes/bach-piano-uncond.toml --out $GEN_RUN ;;
   search)
     # PESQ, with the mel gain adjustment the shipped vocoder uses: with it the short-trained

@@ -74,6 +74,13 @@ def test_learning_rate_schedule():
     assert {learning_rate_at(s, const) for s in (0, 50, 999)} == {1e-3}
     rates = [learning_rate_at(s, cfg) for s in range(10, 111)]
     assert all(a >= b for a, b in zip(rates, rates[1:]))  # decays monotonically
+    late = replace(cfg, decay_start=500)  # constant until step 500, then 100 steps of decay
+    assert learning_rate_at(499, late) == pytest.approx(1e-3)
+    assert learning_rate_at(550, late) == pytest.approx((1e-3 + 1e-5) / 2)
+    assert learning_rate_at(600, late) == pytest.approx(1e-5)
+    assert learning_rate_at(5, late) == pytest.approx(6e-4)  # the warm-up is unchanged
+    until_end = replace(late, decay_steps=0)
+    assert learning_rate_at(750, until_end) == pytest.approx((1e-3 + 1e-5) / 2)
 
 
 def test_the_scheduled_rate_is_used_and_logged(tmp_path, synth_folder):
@@ -90,6 +97,7 @@ def test_the_scheduled_rate_is_used_and_logged(tmp_path, synth_folder):
     ("train.lr_decay='step'", "train.lr_decay"),
     ("train.grad_accum=0", "train.grad_accum"),
     ("train.warmup_steps=-1", "train.warmup_steps"),
+    ("train.decay_start=-5", "train.decay_start"),
     ("train.min_learning_rate=0.5", "train.min_learning_rate"),
     ("train.max_nonfinite=0", "train.max_nonfinite"),
     ("train.tensorboard=1", "train.tensorboard"),
