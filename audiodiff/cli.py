@@ -198,8 +198,8 @@ def _describe(out: Console, ckpt: Path, card) -> None:
             f"{model.default_refine} refinement iterations")
     for n, found in sorted(data["schedules_obj"].items()):
         say(f"  searched {n}-step schedule: {found.sampler}"
-            f"{f' eta {found.eta:.2f}' if found.sampler == 'ddim' else ''}, {found.metric} {found.score:.3f} "
-            f"on {found.clips} clip(s), betas {', '.join(f'{b:.3g}' for b in found.betas)}")
+            f"{f' eta {found.eta:.2f}' if found.sampler == 'ddim' else ''}, {found.describe_score()}, "
+            f"betas {', '.join(f'{b:.3g}' for b in found.betas)}")
 
 
 @app.command()
@@ -382,7 +382,8 @@ def schedule_search(
     files = collect_audio(clips)
     audio = [load_audio(f, vocoder.sample_rate) for f in files]
     scorer = ClipScorer(vocoder, audio, metric, seed=seed, gain_adjust=gain_adjust)
-    err.print(f"Searching {steps} steps on {len(files)} clip(s) by {METRICS[metric][1]}, "
+    mode = "with mel gain adjustment" if scorer.gain_adjust else "raw (no gain adjustment)"
+    err.print(f"Searching {steps} steps on {len(files)} clip(s) by {METRICS[metric][1]}, {mode}, "
               f"budget {budget_minutes:g} min", highlight=False)
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err) as progress:
         task = progress.add_task("search", total=1.0)
@@ -390,7 +391,7 @@ def schedule_search(
                          on_progress=lambda f, line: progress.update(task, completed=f, description=line))
     save_searched_copy(data, target, {r.steps: r.best for r in results}, default_steps)
     table = Table(title=f"{METRICS[metric][1]} ({'higher' if scorer.higher_is_better else 'lower'} is better), "
-                        f"mean over {len(files)} search clip(s)")
+                        f"mean over {len(files)} search clip(s), {mode}")
     for name in ("steps", "searched betas", "sampler", "searched", "default rule", "train sub-sampled", "DDIM", "tried"):
         table.add_column(name, justify="right" if name not in ("searched betas", "sampler") else "left")
     for r in results:

@@ -150,7 +150,9 @@ class SearchedSchedule:
 
     `betas` [steps] (step 0, least noise, first) with the sampler that scored best with
     them ('ddpm' ancestral, or 'ddim' with noise scale `eta`), the metric, its mean
-    score on the search clips, and how many clips that was.
+    score on the search clips, how many clips that was, and whether the vocoder ran
+    with mel gain adjustment while scoring (None: not recorded, as in checkpoints
+    searched before it was).
     """
     betas: tuple[float, ...]
     sampler: str = "ddpm"
@@ -158,6 +160,7 @@ class SearchedSchedule:
     metric: str = ""
     score: float = float("nan")
     clips: int = 0
+    gain_adjust: bool | None = None
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLER_NAMES:
@@ -170,21 +173,35 @@ class SearchedSchedule:
     def schedule(self) -> Schedule:
         return Schedule.from_betas(self.betas)
 
+    def describe_score(self) -> str:
+        """'pesq 1.889 on 5 clips, with gain adjustment': what the score was measured on."""
+        how = {True: ", with gain adjustment", False: ", raw", None: ""}[self.gain_adjust]
+        return f"{self.metric} {self.score:.3f} on {self.clips} clips{how}"
+
     def to_dict(self) -> dict:
-        return {"betas": [float(b) for b in self.betas], "sampler": self.sampler, "eta": float(self.eta),
-                "metric": self.metric, "score": float(self.score), "clips": int(self.clips)}
+        d = {"betas": [float(b) for b in self.betas], "sampler": self.sampler, "eta": float(self.eta),
+             "metric": self.metric, "score": float(self.score), "clips": int(self.clips)}
+        return d if self.gain_adjust is None else {**d, "gain_adjust": bool(self.gain_adjust)}
 
     @classmethod
     def from_dict(cls, d: dict) -> SearchedSchedule:
         """Rebuild from `to_dict()`; ValueError (saying what is wrong) for anything else."""
         if not isinstance(d, dict) or not isinstance(d.get("betas"), (list, tuple)):
             raise ValueError("a searched schedule must be a table with a list of betas")
-        unknown = set(d) - {"betas", "sampler", "eta", "metric", "score", "clips"}
+        unknown = set(d) - {"betas", "sampler", "eta", "metric", "score", "clips", "gain_adjust"}
         if unknown:
             raise ValueError(f"unknown keys {', '.join(sorted(unknown))}")
         try:
             return cls(betas=tuple(float(b) for b in d["betas"]), sampler=str(d.get("sampler", "ddpm")),
                        eta=float(d.get("eta", 0.0)), metric=str(d.get("metric", "")),
-                       score=float(d.get("score", float("nan"))), clips=int(d.get("clips", 0)))
+                       score=float(d.get("score", float("nan"))), clips=int(d.get("clips", 0)),
+                       gain_adjust=_optional_bool(d.get("gain_adjust"), "gain_adjust"))
         except (TypeError, ValueError) as exc:
             raise ValueError(str(exc)) from None
+
+
+def _optional_bool(value, key: str) -> bool | None:
+    """None or a bool, as stored; ValueError naming `key` for anything else."""
+    if value is None or isinstance(value, bool):
+        return value
+    raise ValueError(f"{key} must be true or false, got {value!r}")

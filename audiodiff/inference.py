@@ -190,8 +190,7 @@ class _Model:
         """One line for the CLI: which schedule and sampler `steps` evaluations use."""
         _, name, eta = self.sampling(steps, sampler)
         found = self.searched.get(steps)
-        how = (f"searched schedule ({found.metric} {found.score:.3f} on {found.clips} clips)" if found
-               else "default schedule")
+        how = f"searched schedule ({found.describe_score()})" if found else "default schedule"
         return f"{steps} steps, {how}, {name}" + (f" eta {eta:g}" if name == "ddim" else "")
 
     def _sample(self, cond, batch: int, length: int, steps: int, sampler: str | None, seed: int | None,

@@ -78,7 +78,8 @@ class ClipScorer:
                  gain_adjust: bool | None = None):
         if metric not in METRICS:
             raise AudiodiffError(f"--metric {metric!r}: choose one of {', '.join(METRICS)}")
-        self.vocoder, self.metric, self.seed, self.gain_adjust = vocoder, metric, seed, gain_adjust
+        self.vocoder, self.metric, self.seed = vocoder, metric, seed
+        self.gain_adjust = vocoder.consistency_settings(gain_adjust, 0)[0]  # resolved: recorded with the result
         self.higher_is_better = METRICS[metric][0]
         self.clips = [torch.as_tensor(c, dtype=torch.float32).reshape(-1) for c in clips]
         self.mels = [vocoder.mel(c).cpu() for c in self.clips]
@@ -197,7 +198,7 @@ def search_steps(scorer: ClipScorer, steps: int, budget_s: float, seed: int = 0,
             if failures >= SHRINK_AFTER:
                 spread, failures = spread * 0.7, 0
     found = SearchedSchedule(betas=best.betas, sampler=best.sampler, eta=best.eta, metric=scorer.metric,
-                             score=best_score, clips=len(scorer.clips))
+                             score=best_score, clips=len(scorer.clips), gain_adjust=scorer.gain_adjust)
     return StepResult(steps, found, baselines, n_evals)
 
 

@@ -61,6 +61,7 @@ def test_search_returns_requested_lengths_with_decreasing_levels(tiny_ckpt, clip
     assert [r.steps for r in results] == [2, 3]
     for r in results:
         assert len(r.best.betas) == r.steps and r.best.metric == "logmel" and r.best.clips == 2
+        assert r.best.gain_adjust is False  # the tiny checkpoint's setting, resolved and recorded
         levels = r.best.schedule.noise_levels
         assert bool((levels[1:] < levels[:-1]).all()) and bool((levels > 0).all())
         assert set(r.baselines) == {"default", "train-subsampled", "ddim"}
@@ -125,6 +126,20 @@ def test_stored_schedule_is_used_and_reloaded(tmp_path, tiny_ckpt):
     assert merged["schedules_obj"] == {2: two, 3: found} and merged["default_steps"] == 3
 
 
+def test_searched_schedule_records_the_gain_adjust_setting():
+    on = SearchedSchedule((1e-3, 0.5), "ddim", 1.0, "pesq", 1.889, 5, gain_adjust=True)
+    assert SearchedSchedule.from_dict(on.to_dict()) == on
+    assert on.describe_score() == "pesq 1.889 on 5 clips, with gain adjustment"
+    raw = SearchedSchedule((1e-3, 0.5), "ddpm", 0.0, "logmel", 0.7, 3, gain_adjust=False)
+    assert raw.describe_score() == "logmel 0.700 on 3 clips, raw"
+    old = {"betas": [1e-3, 0.5], "sampler": "ddpm", "eta": 0.0, "metric": "pesq", "score": 2.0, "clips": 5}
+    assert SearchedSchedule.from_dict(old).gain_adjust is None  # searched before it was recorded
+    assert SearchedSchedule.from_dict(old).describe_score() == "pesq 2.000 on 5 clips"
+    assert "gain_adjust" not in SearchedSchedule.from_dict(old).to_dict()
+    with pytest.raises(ValueError, match="gain_adjust must be true or false"):
+        SearchedSchedule.from_dict({**old, "gain_adjust": "yes"})
+
+
 def test_bad_stored_schedule_is_one_line_error(tmp_path, tiny_ckpt):
     data = torch.load(tiny_ckpt, weights_only=True)
     data["schedules"] = {"3": {"betas": [0.1, 1.5], "sampler": "ddpm"}}
@@ -137,11 +152,12 @@ def test_bad_stored_schedule_is_one_line_error(tmp_path, tiny_ckpt):
 def test_cli_search_writes_copy_and_info_lists_it(tmp_path, tiny_ckpt, clips, run_main):
     out = tmp_path / "s.pt"
     result = run_main("schedule", "search", "-c", tiny_ckpt, *clips, "--steps", "2,3", "--metric", "logmel",
-                      "--budget-minutes", "0.02", "--out", out, "--default-steps", "2")
+                      "--budget-minutes", "0.02", "--out", out, "--default-steps", "2", "--gain-adjust")
     assert result.returncode == 0, result.stderr
     assert "searched" in result.stdout and "train sub-sampled" in result.stdout
     data = load_checkpoint(out)
     assert sorted(data["schedules_obj"]) == [2, 3] and data["default_steps"] == 2
+    assert all(found.gain_adjust is True for found in data["schedules_obj"].values())
     info = run_main("info", "-c", out)
     assert info.returncode == 0 and "searched 2-step schedule" in info.stdout and "default steps: 2" in info.stdout
     voc = run_main("vocode", "-c", out, clips[0], "-o", tmp_path / "v.wav")
