@@ -107,6 +107,7 @@ class MelSpectrogram(nn.Module):
                                     norm="slaney" if config.mel_norm == "slaney" else None)
         self.register_buffer("mel_basis", torch.from_numpy(basis).float(), persistent=False)
         self.register_buffer("window", torch.hann_window(config.win_length), persistent=False)
+        self._ola_norms: dict[tuple, torch.Tensor] = {}  # istft's window-square overlap-add, per length
 
     @property
     def hop_length(self) -> int:
@@ -150,9 +151,13 @@ class MelSpectrogram(nn.Module):
         total = (frames - 1) * cfg.hop_length + cfg.n_fft
         fold = dict(output_size=(1, total), kernel_size=(1, cfg.n_fft), stride=(1, cfg.hop_length))
         signal = torch.nn.functional.fold(chunks, **fold)[:, 0, 0]
-        norm = torch.nn.functional.fold((window ** 2)[None, :, None].expand(1, -1, frames), **fold)[0, 0, 0]
+        key = (frames, window.dtype, window.device)
+        if key not in self._ola_norms:  # the same for every call of this length: a projection per sampling step
+            self._ola_norms = {key: torch.nn.functional.fold(
+                (window ** 2)[None, :, None].expand(1, -1, frames), **fold)[0, 0, 0].clamp(min=1e-8)}
+        norm = self._ola_norms[key]
         left = self._pad()
-        out = signal[:, left:left + samples] / norm[left:left + samples].clamp(min=1e-8)
+        out = signal[:, left:left + samples] / norm[left:left + samples]
         if out.shape[-1] < samples:
             out = torch.nn.functional.pad(out, (0, samples - out.shape[-1]))
         return out.reshape(*lead, samples)
@@ -160,15 +165,24 @@ class MelSpectrogram(nn.Module):
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         spec = self.stft(wav.float()).abs()
         if self.config.normalized:
-            spec = spec / self.window.pow(2).sum().sqrt()
+            spec = spec / window_norm(self.config)
         return self.compress(torch.matmul(self.mel_basis, spec))
 
     def compress(self, mel: torch.Tensor) -> torch.Tensor:
         """Linear mel magnitude -> the preset's log scale."""
         if self.config.compression == "ln":
-            return torch.log(torch.clamp(mel, min=1e-5))
-        db = 20 * torch.log10(torch.clamp(mel, min=1e-5)) - 20
+            return torch.log(torch.clamp(mel, min=MEL_FLOOR))
+        db = 20 * torch.log10(torch.clamp(mel, min=MEL_FLOOR)) - 20
         return torch.clamp((db + 100) / 100, 0.0, 1.0)
+
+
+#: The smallest linear mel magnitude `MelSpectrogram.compress` keeps (both presets).
+MEL_FLOOR = 1e-5
+
+
+def window_norm(config: AudioConfig) -> float:
+    """L2 norm of the analysis window: what `normalized` presets divide the STFT by."""
+    return float(torch.hann_window(config.win_length).pow(2).sum().sqrt())
 
 
 def mel_magnitude(mel: torch.Tensor, config: AudioConfig) -> torch.Tensor:
@@ -181,7 +195,7 @@ def mel_magnitude(mel: torch.Tensor, config: AudioConfig) -> torch.Tensor:
     else:  # db_unit: (20 log10(x) - 20 + 100) / 100, clamped to [0, 1]
         mag = 10.0 ** ((mel * 100.0 - 100.0 + 20.0) / 20.0)
     if config.normalized:  # MelSpectrogram divided the STFT by the window's L2 norm
-        mag = mag * float(np.sqrt(np.sum(np.hanning(config.win_length + 1)[:-1] ** 2)))
+        mag = mag * window_norm(config)
     return mag
 
 
@@ -195,15 +209,17 @@ def mel_clamps(config: AudioConfig) -> tuple[float, float | None]:
     """The values `MelSpectrogram.compress` clamps to: (floor, ceiling or None). A mel
     value at the floor says "this quiet or quieter", at the ceiling "this loud or louder"."""
     if config.compression == "ln":
-        return float(np.log(1e-5)), None
+        return float(np.log(MEL_FLOOR)), None
     return 0.0, 1.0
 
 
 def mel_value_range(config: AudioConfig) -> tuple[float, float]:
-    """The range a mel made with `config` can take (with a small tolerance)."""
-    if config.compression == "ln":
-        return float(np.log(1e-5)) - 0.01, 12.0
-    return -1e-3, 1.0 + 1e-3
+    """The range a mel made with `config` can take (with a small tolerance); ln mels have
+    no ceiling, so 12 (a magnitude of 160000) stands in for one."""
+    floor, ceiling = mel_clamps(config)
+    if ceiling is None:
+        return floor - 0.01, 12.0
+    return floor - 1e-3, ceiling + 1e-3
 
 
 def check_mel(mel: torch.Tensor, config: AudioConfig, name: str) -> None:

@@ -30,12 +30,6 @@ RefineOpt = Annotated[Optional[int], typer.Option(help="Fast Griffin-Lim iterati
 SamplerOpt = Annotated[Optional[str], typer.Option(help="ddpm (ancestral) or ddim (deterministic). Default: the checkpoint's searched choice for the step count, else ddpm.")]
 
 
-def _check_refine(refine: int | None) -> None:
-    """--refine must be a count of iterations."""
-    if refine is not None and refine < 0:
-        raise AudiodiffError(f"--refine {refine}: must be >= 0")
-
-
 @app.command()
 def train(
     recipe: Annotated[Path, typer.Argument(help="Recipe TOML file, e.g. recipes/ljspeech.toml.")],
@@ -82,12 +76,13 @@ def vocode(
 ) -> None:
     """Turn mel spectrograms (or the mels of audio files) into waveforms."""
     from audiodiff.audio import MEL_SUFFIXES, load_audio, load_mel, output_format, save_audio
+    from audiodiff.consistency import check_options
     from audiodiff.inference import Vocoder
     from audiodiff.pretrained import default_checkpoint, describe_checkpoint
 
     if output is not None and len(inputs) > 1:
         raise AudiodiffError("-o names one output file; use --out-dir for several inputs")
-    _check_refine(refine)
+    check_options(gain_adjust, refine)
     if output is not None:
         output_format(output)
     ckpt = checkpoint or default_checkpoint("vocoder")
@@ -213,15 +208,14 @@ def export(
 ) -> None:
     """Write an inference-only copy of a checkpoint: EMA weights (float16), recipe, searched schedules."""
     from audiodiff.checkpoint import export_inference_copy, load_checkpoint
+    from audiodiff.consistency import check_options
 
     if output.resolve() == checkpoint.resolve():
         raise AudiodiffError(f"-o {output} is the input checkpoint; write the export elsewhere")
     if default_steps is not None and default_steps < 1:
         raise AudiodiffError(f"--default-steps {default_steps}: must be >= 1")
-    _check_refine(refine)
     data = load_checkpoint(checkpoint)
-    if (refine is not None or gain_adjust is not None) and not data["recipe_obj"].model.conditional:
-        raise AudiodiffError(f"{checkpoint}: --refine and --gain-adjust apply to vocoders; this model is unconditional")
+    check_options(gain_adjust, refine, data["recipe_obj"].model.conditional, str(checkpoint))
     export_inference_copy(data, output, half=not fp32, default_steps=default_steps, default_refine=refine,
                           default_gain_adjust=gain_adjust)
     err.print(f"{checkpoint} ({checkpoint.stat().st_size / 2 ** 20:.1f} MiB) -> {output} "
@@ -250,7 +244,6 @@ def eval_(
     from audiodiff.evaluation.report import write_report
     from audiodiff.pretrained import default_checkpoint
 
-    _check_refine(refine)
     ckpt = checkpoint or default_checkpoint("vocoder")
     out = out or Path("eval") / ckpt.stem
     result = evaluate(ckpt, references, out, steps=parse_steps(steps), seed=seed, device=device,
@@ -295,7 +288,6 @@ def bench(
 
     if set_ and recipe is None:
         raise AudiodiffError("--set applies to --recipe only")
-    _check_refine(refine)
     doc = run_bench(checkpoint=checkpoint, recipe=recipe, overrides=list(set_ or []), steps=parse_steps(steps),
                     seconds=seconds, runs=runs, warmup=warmup, threads=threads, device=device, json_path=json_path,
                     log=lambda m: err.print(m, highlight=False), gain_adjust=gain_adjust, refine=refine)

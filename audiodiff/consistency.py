@@ -27,9 +27,21 @@ from __future__ import annotations
 import torch
 
 from audiodiff.audio import MelSpectrogram, mel_clamps, mel_magnitude
+from audiodiff.errors import AudiodiffError
 
 #: Fast Griffin-Lim's momentum (librosa's default).
 MOMENTUM = 0.99
+
+
+def check_options(gain_adjust: bool | None, refine: int | None, conditional: bool = True, where: str = "") -> None:
+    """The command line's `--gain-adjust/--no-gain-adjust` and `--refine` (None: not
+    given): refine counts iterations, and only a vocoder has a mel to match, so an
+    unconditional model (`conditional` False, named by `where`) takes neither."""
+    if refine is not None and refine < 0:
+        raise AudiodiffError(f"--refine {refine}: must be >= 0")
+    if not conditional and (gain_adjust is not None or refine is not None):
+        raise AudiodiffError(f"{where}: --gain-adjust/--no-gain-adjust and --refine apply to vocoders; "
+                             f"this model is unconditional")
 
 
 class MelConsistency:

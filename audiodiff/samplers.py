@@ -27,15 +27,17 @@ def _gaussian(like: torch.Tensor, generator: torch.Generator, scale: torch.Tenso
     return z if scale is None else z * scale
 
 
-def _projected(x: torch.Tensor, eps: torch.Tensor, alpha_bar: torch.Tensor, project: Projection) -> torch.Tensor:
-    """The noise estimate implied by the projected clean estimate: x0 = project((x - s eps) / a),
-    eps' = (x - a x0) / s with a = sqrt(alpha_bar), s = sqrt(1 - alpha_bar). Unchanged without
-    a projection."""
-    if project is None:
-        return eps
+def _estimates(x: torch.Tensor, eps: torch.Tensor, alpha_bar: torch.Tensor,
+               project: Projection) -> tuple[torch.Tensor, torch.Tensor]:
+    """(noise estimate, clean estimate) at a step, both [B, 1, T]: x0 = (x - s eps) / a
+    clamped to [-1, 1], with a = sqrt(alpha_bar), s = sqrt(1 - alpha_bar). With a
+    projection, x0 is projected and eps becomes the noise it implies, (x - a x0) / s."""
     a, s = float(alpha_bar.sqrt()), float((1 - alpha_bar).sqrt())
-    x0 = project(((x - s * eps) / a).clamp(-1.0, 1.0))
-    return (x - a * x0) / s
+    x0 = ((x - s * eps) / a).clamp(-1.0, 1.0)
+    if project is None:
+        return eps, x0
+    x0 = project(x0)
+    return (x - a * x0) / s, x0
 
 
 def ddpm(denoise: Denoiser, schedule: Schedule, noise: torch.Tensor, generator: torch.Generator,
@@ -51,7 +53,9 @@ def ddpm(denoise: Denoiser, schedule: Schedule, noise: torch.Tensor, generator: 
     a, ab, beta = schedule.alphas, schedule.alpha_bars, schedule.betas
     x = noise
     for n in reversed(range(len(schedule))):
-        eps = _projected(x, denoise(x, _level(schedule, n, x)), ab[n], project)
+        eps = denoise(x, _level(schedule, n, x))
+        if project is not None:  # DDPM's update needs only eps: no clean estimate without a projection
+            eps, _ = _estimates(x, eps, ab[n], project)
         x = (x - float(beta[n] / (1 - ab[n]).sqrt()) * eps) / float(a[n].sqrt())
         if n > 0:
             sigma = float(((1 - ab[n - 1]) / (1 - ab[n]) * beta[n]).sqrt())
@@ -73,10 +77,11 @@ def ddim(denoise: Denoiser, schedule: Schedule, noise: torch.Tensor, generator: 
     ab = schedule.alpha_bars
     x = noise
     for n in reversed(range(len(schedule))):
-        eps = _projected(x, denoise(x, _level(schedule, n, x)), ab[n], project)
+        eps, x0 = _estimates(x, denoise(x, _level(schedule, n, x)), ab[n], project)
+        if project is not None:
+            x0 = x0.clamp(-1.0, 1.0)  # a projected estimate may step outside [-1, 1]
         ab_n = ab[n]
         ab_prev = ab[n - 1] if n > 0 else torch.ones((), dtype=ab.dtype)
-        x0 = ((x - float((1 - ab_n).sqrt()) * eps) / float(ab_n.sqrt())).clamp(-1.0, 1.0)
         sigma = eta * float(((1 - ab_prev) / (1 - ab_n) * (1 - ab_n / ab_prev)).sqrt())
         direction = float((1 - ab_prev - sigma ** 2).clamp(min=0).sqrt())
         x = float(ab_prev.sqrt()) * x0 + direction * eps

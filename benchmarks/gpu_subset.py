@@ -14,6 +14,7 @@ clip paths stay the same.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import shutil
 from pathlib import Path
@@ -30,7 +31,6 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    import json
     split = json.loads(args.split.read_text())
     train = sorted(split["train"])
     random.Random(args.seed).shuffle(train)

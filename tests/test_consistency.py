@@ -11,7 +11,7 @@ import torch
 
 from audiodiff.audio import MelSpectrogram
 from audiodiff.checkpoint import export_inference_copy, load_checkpoint, save_checkpoint
-from audiodiff.consistency import MelConsistency
+from audiodiff.consistency import MelConsistency, check_options
 from audiodiff.diffusion import inference_schedule
 from audiodiff.errors import AudiodiffError, CheckpointError
 from audiodiff.evaluation.metrics import log_mel_distance
@@ -193,7 +193,22 @@ def test_mel_options_on_an_unconditional_model_are_one_line_errors(tmp_path, run
     net = DiffWave.from_recipe(recipe)
     ckpt = save_checkpoint(tmp_path / "gen.pt", recipe=recipe, model=net.state_dict(), ema=net.state_dict(), step=1)
     result = run_main("export", ckpt, "-o", tmp_path / "out.pt", "--refine", "3")
-    assert result.returncode == 2 and "--refine and --gain-adjust apply to vocoders" in result.stderr
+    message = "--gain-adjust/--no-gain-adjust and --refine apply to vocoders; this model is unconditional"
+    assert result.returncode == 2 and message in " ".join(result.stderr.split())
     assert not (tmp_path / "out.pt").exists()
     result = run_main("bench", "--recipe", TINY, "--set", "model.conditional=false", "--no-gain-adjust")
     assert result.returncode == 2 and "apply to vocoders" in result.stderr
+    ref = tmp_path / "ref.wav"
+    sf.write(ref, _clip(PRESETS[0]).numpy(), SR, subtype="PCM_16")
+    result = run_main("eval", ref, "-c", ckpt, "--gain-adjust", "--out", tmp_path / "ev")
+    assert result.returncode == 2 and message in " ".join(result.stderr.split())
+    assert not (tmp_path / "ev").exists()
+
+
+def test_check_options_is_the_one_rule_for_the_mel_options():
+    check_options(None, None, conditional=False, where="gen.pt")  # nothing given: fine for any model
+    check_options(True, 0, conditional=True)
+    with pytest.raises(AudiodiffError, match=r"^--refine -2: must be >= 0$"):
+        check_options(None, -2)
+    with pytest.raises(AudiodiffError, match=r"^gen\.pt: --gain-adjust/--no-gain-adjust and --refine apply to vocoders"):
+        check_options(False, None, conditional=False, where="gen.pt")

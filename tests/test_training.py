@@ -179,3 +179,26 @@ def test_sigterm_to_the_process_group_saves_without_traceback(tmp_path, synth_fo
     assert "Interrupted: saving step" in err and "Traceback" not in err and "RuntimeError" not in err, err
     saved = sorted(out.glob("step-*.pt"))
     assert len(saved) == 1 and load_checkpoint(saved[0])["step"] >= 1
+
+
+def _thread_failure(filename: str, exc: BaseException):
+    """ExceptHookArgs of `exc` raised in code that claims to live in `filename`."""
+    import threading
+    namespace: dict = {}
+    exec(compile("def serve(exc):\n    raise exc\n", filename, "exec"), namespace)
+    try:
+        namespace["serve"](exc)
+    except BaseException as caught:  # noqa: BLE001 - we want its traceback
+        return threading.ExceptHookArgs([type(caught), caught, caught.__traceback__, None])
+
+
+def test_worker_thread_hook_silences_only_fd_sharing_hangups(capsys):
+    from audiodiff.data.crops import quiet_fd_sharing_hangup
+    sharer = "/usr/lib/python3.11/multiprocessing/resource_sharer.py"
+    quiet_fd_sharing_hangup(_thread_failure(sharer, ConnectionResetError(104, "Connection reset by peer")))
+    quiet_fd_sharing_hangup(_thread_failure(sharer, EOFError()))
+    assert capsys.readouterr().err == ""
+    quiet_fd_sharing_hangup(_thread_failure(sharer, ValueError("a real bug")))  # other errors still show
+    quiet_fd_sharing_hangup(_thread_failure("/work/elsewhere.py", ConnectionResetError(104, "reset")))
+    err = capsys.readouterr().err
+    assert "ValueError: a real bug" in err and "ConnectionResetError" in err and err.count("Traceback") == 2

@@ -4,6 +4,8 @@ from __future__ import annotations
 import math
 import signal
 import sys
+import threading
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -122,6 +124,23 @@ def ignore_stop_signals(worker_id: int) -> None:  # noqa: ARG001 - DataLoader's 
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    threading.excepthook = quiet_fd_sharing_hangup
+
+
+def quiet_fd_sharing_hangup(args: threading.ExceptHookArgs) -> None:
+    """A worker's thread hook: say nothing when the thread that hands a batch's file
+    descriptors to the trainer (multiprocessing.resource_sharer) loses its connection.
+
+    That happens when the trainer stops, and shuts its workers down, in the middle of a
+    hand-over; the worker's thread then printed a ConnectionResetError traceback after
+    the trainer's clean "Interrupted: saving step" (seen about once in a dozen SIGTERMs).
+    Any other exception is reported as Python would.
+    """
+    frames = traceback.extract_tb(args.exc_traceback) if args.exc_traceback is not None else []
+    if issubclass(args.exc_type, (ConnectionError, EOFError)) and \
+            any(f.filename.endswith("resource_sharer.py") for f in frames):
+        return
+    threading.__excepthook__(args)
 
 
 def share_offset(micro: int, rank: int, world_size: int, batch_size: int) -> int:

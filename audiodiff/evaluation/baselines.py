@@ -48,16 +48,19 @@ def griffin_lim(mel, config: AudioConfig, length: int | None = None, n_iter: int
 
 
 def band_griffin_lim(mel, config: AudioConfig, length: int | None = None, n_iter: int = GRIFFIN_LIM_ITERS,
-                     seed: int = 0) -> np.ndarray:
+                     seed: int = 0, transform: MelSpectrogram | None = None) -> np.ndarray:
     """Waveform from a mel with no network: fast Griffin-Lim from seeded white noise whose
     magnitude step rescales each mel band to the mel (`MelConsistency.refine`), instead
-    of librosa's least-squares linear magnitude. Returns float32 [length] (default frames * hop)."""
-    transform = MelSpectrogram(config)
-    mel = torch.as_tensor(mel, dtype=torch.float32)[None]
+    of librosa's least-squares linear magnitude. `transform`: a MelSpectrogram of `config`
+    to reuse (a vocoder's, on its device); else one is built. Returns float32 [length]
+    (default frames * hop)."""
+    transform = MelSpectrogram(config) if transform is None else transform
+    device = transform.mel_basis.device
+    mel = torch.as_tensor(mel, dtype=torch.float32)[None].to(device)
     samples = mel.shape[-1] * config.hop_length
     noise = 0.1 * torch.randn(1, samples, generator=torch.Generator().manual_seed(seed))
     with torch.inference_mode():
-        y = MelConsistency(transform, mel).refine(noise, n_iter)[0].clamp(-1.0, 1.0)
+        y = MelConsistency(transform, mel).refine(noise.to(device), n_iter)[0].clamp(-1.0, 1.0).cpu()
     out_len = samples if length is None else length
     y = torch.nn.functional.pad(y, (0, max(0, out_len - samples)))[:out_len]
     return y.numpy().astype(np.float32)

@@ -148,6 +148,7 @@ def run_bench(*, checkpoint: str | Path | None = None, recipe: str | Path | None
 
     from audiodiff import __version__
     from audiodiff.checkpoint import load_checkpoint
+    from audiodiff.consistency import check_options
     from audiodiff.inference import resolve_device
     from audiodiff.recipe import load_recipe
 
@@ -164,8 +165,7 @@ def run_bench(*, checkpoint: str | Path | None = None, recipe: str | Path | None
     dev = resolve_device(device)
     parsed = (load_checkpoint(checkpoint)["recipe_obj"] if checkpoint is not None
               else load_recipe(recipe, list(overrides)))
-    if not parsed.model.conditional and (gain_adjust is not None or refine is not None):
-        raise AudiodiffError("--gain-adjust/--no-gain-adjust and --refine apply to vocoders; this model is unconditional")
+    check_options(gain_adjust, refine, parsed.model.conditional, str(checkpoint or recipe))
     base = dict(checkpoint=None if checkpoint is None else str(Path(checkpoint).resolve()),
                 recipe=None if recipe is None else str(Path(recipe).resolve()), overrides=list(overrides),
                 seconds=float(seconds), runs=int(runs), warmup=int(warmup), threads=int(threads or 0),

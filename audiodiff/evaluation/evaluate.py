@@ -35,6 +35,7 @@ import torch
 from audiodiff.atomic import atomic_path
 from audiodiff.audio import AUDIO_SUFFIXES, load_audio, save_audio
 from audiodiff.checkpoint import load_checkpoint
+from audiodiff.consistency import check_options
 from audiodiff.errors import AudiodiffError, AudioError
 from audiodiff.evaluation.baselines import band_griffin_lim, griffin_lim, white_noise
 from audiodiff.evaluation.metrics import (PAIR_METRICS, SET_METRICS, Metric, PairScorer, require_eval_extra,
@@ -131,9 +132,7 @@ def evaluate(checkpoint: str | Path, references: Sequence[str | Path], out_dir: 
                 preset=data["recipe_obj"].audio.preset, seed=seed, sampler=sampler, device=str(device),
                 torch_version=torch.__version__, timestamp=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 references=[str(f) for f in files])
-    if not data["recipe_obj"].model.conditional and (gain_adjust is not None or refine is not None):
-        raise AudiodiffError(f"{checkpoint}: an unconditional model has no mel: "
-                             f"--gain-adjust/--no-gain-adjust and --refine apply to vocoders")
+    check_options(gain_adjust, refine, data["recipe_obj"].model.conditional, str(checkpoint))
     if data["recipe_obj"].model.conditional:
         consistency = dict(gain_adjust=gain_adjust, refine=refine)
         result = _evaluate_vocoder(data, checkpoint, files, clips, out_dir, steps or DEFAULT_VOCODER_STEPS,
@@ -180,7 +179,7 @@ def _evaluate_vocoder(data, checkpoint, files, clips, out_dir, steps, seed, devi
         gl = griffin_lim(mel, cfg, len(wav), seed=seed)
         keep(GRIFFIN_LIM, None, gl, time.perf_counter() - t0)
         t0 = time.perf_counter()
-        band = band_griffin_lim(mel, cfg, len(wav), seed=seed)
+        band = band_griffin_lim(mel, cfg, len(wav), seed=seed, transform=vocoder.mel_transform)
         keep(BAND_GRIFFIN_LIM, None, band, time.perf_counter() - t0)
         for n in steps:
             t0 = time.perf_counter()
