@@ -27,6 +27,7 @@ SeedOpt = Annotated[int, typer.Option(help="Seed of the sampling noise.")]
 PrecisionOpt = Annotated[str, typer.Option(help="fp32, bf16 or fp16 (fp16: CUDA only; bf16 on CPU is allowed but fast only with bf16 instructions).")]
 GainAdjustOpt = Annotated[Optional[bool], typer.Option("--gain-adjust/--no-gain-adjust", help="Match each step's clean estimate to the mel (WaveFit's gain adjustment). Default: the checkpoint's setting (the shipped vocoder: on), else off (the network's own sampler).")]
 RefineOpt = Annotated[Optional[int], typer.Option(help="Fast Griffin-Lim iterations with band gains after sampling, from the vocoder's output. Default: the checkpoint's setting, else 0.")]
+ThreadsOpt = Annotated[Optional[int], typer.Option(help="Intra-op CPU threads (default: torch's default, one per core).")]
 SamplerOpt = Annotated[Optional[str], typer.Option(help="ddpm (ancestral) or ddim (deterministic). Default: the checkpoint's searched choice for the step count, else ddpm.")]
 
 
@@ -73,16 +74,18 @@ def vocode(
     precision: PrecisionOpt = "fp32",
     gain_adjust: GainAdjustOpt = None,
     refine: RefineOpt = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Turn mel spectrograms (or the mels of audio files) into waveforms."""
     from audiodiff.audio import MEL_SUFFIXES, load_audio, load_mel, output_format, save_audio
     from audiodiff.consistency import check_options
-    from audiodiff.inference import Vocoder
+    from audiodiff.inference import Vocoder, set_cpu_threads
     from audiodiff.pretrained import default_checkpoint, describe_checkpoint
 
     if output is not None and len(inputs) > 1:
         raise AudiodiffError("-o names one output file; use --out-dir for several inputs")
     check_options(gain_adjust, refine)
+    set_cpu_threads(threads)
     if output is not None:
         output_format(output)
     ckpt = checkpoint or default_checkpoint("vocoder")
@@ -119,12 +122,14 @@ def sample(
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
     precision: PrecisionOpt = "fp32",
+    threads: ThreadsOpt = None,
 ) -> None:
     """Generate sound unconditionally from an unconditional model."""
     from audiodiff.audio import output_format, save_audio
-    from audiodiff.inference import Generator
+    from audiodiff.inference import Generator, set_cpu_threads
     from audiodiff.pretrained import default_checkpoint, describe_checkpoint
 
+    set_cpu_threads(threads)
     output_format(output)
     ckpt = checkpoint or default_checkpoint("generator")
     generator = Generator.from_checkpoint(ckpt, device=device, precision=precision)
@@ -235,6 +240,7 @@ def eval_(
     seed: SeedOpt = 0,
     gain_adjust: GainAdjustOpt = None,
     refine: RefineOpt = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Score a checkpoint against reference audio at several step counts; write CSV, JSON and report.html."""
     from rich.table import Table
@@ -242,8 +248,10 @@ def eval_(
     from audiodiff.evaluation.evaluate import evaluate, parse_steps
     from audiodiff.evaluation.metrics import format_value
     from audiodiff.evaluation.report import write_report
+    from audiodiff.inference import set_cpu_threads
     from audiodiff.pretrained import default_checkpoint
 
+    set_cpu_threads(threads)
     ckpt = checkpoint or default_checkpoint("vocoder")
     out = out or Path("eval") / ckpt.stem
     result = evaluate(ckpt, references, out, steps=parse_steps(steps), seed=seed, device=device,
@@ -274,7 +282,7 @@ def bench(
     steps: Annotated[str, typer.Option(help="Comma-separated step counts.")] = "1,2,4,6",
     runs: Annotated[int, typer.Option(help="Timed runs per step count (the median is reported).")] = 3,
     warmup: Annotated[int, typer.Option(help="Untimed warm-up runs per step count.")] = 1,
-    threads: Annotated[Optional[int], typer.Option(help="Intra-op CPU threads (default: torch's default).")] = None,
+    threads: ThreadsOpt = None,
     device: DeviceOpt = "auto",
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON here.")] = None,
     gain_adjust: GainAdjustOpt = None,
@@ -351,6 +359,7 @@ def schedule_search(
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
     gain_adjust: GainAdjustOpt = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Search noise schedules per step count on held-out clips; store the best in a copy of the checkpoint."""
     from rich.table import Table
@@ -358,9 +367,10 @@ def schedule_search(
     from audiodiff.audio import load_audio
     from audiodiff.checkpoint import load_checkpoint, save_searched_copy
     from audiodiff.evaluation.evaluate import collect_audio, parse_steps
-    from audiodiff.inference import Vocoder
+    from audiodiff.inference import Vocoder, set_cpu_threads
     from audiodiff.schedule_search import METRICS, ClipScorer, search
 
+    set_cpu_threads(threads)
     if metric not in METRICS:
         raise AudiodiffError(f"--metric {metric!r}: choose one of {', '.join(METRICS)}")
     target = out or checkpoint.with_name(f"{checkpoint.stem}.searched.pt")

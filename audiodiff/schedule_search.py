@@ -6,7 +6,9 @@ chose its 6 iterations by grid search). For each step count the search:
 
 1. scores the baselines on the clips: the recipe's default rule for N (lmnt's fast
    schedule at 6), the training schedule sub-sampled to N, and DDIM on the default
-   rule; the best of them is the starting point;
+   rule; and the schedule the checkpoint already stores for N, if any, so that a
+   search run again (with more time) goes on from where the last one ended; the best
+   of them is the starting point;
 2. scores a grid of geometric (log-linear) beta schedules, parametrised by their two
    ends, with ancestral DDPM steps (WaveGrad-style grid);
 3. tries the best so far with DDIM steps at a few noise scales (eta);
@@ -179,6 +181,9 @@ def search_steps(scorer: ClipScorer, steps: int, budget_s: float, seed: int = 0,
         return value
 
     baselines = {name: consider(c) for name, c in baseline_candidates(scorer.vocoder, steps).items()}
+    stored = scorer.vocoder.searched.get(steps)
+    if stored is not None:
+        consider(Candidate(tuple(stored.betas), stored.sampler, stored.eta))
     for candidate in grid_candidates(steps):
         if not room():
             break

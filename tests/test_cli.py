@@ -124,6 +124,29 @@ def test_vocode_default_output_name(tmp_path, trained, run_main):
     assert sf.info(tmp_path / "speech.vocoded.wav").frames == round(0.2 * SR)
 
 
+def test_threads_option_limits_torch_and_rejects_zero(tmp_path, trained, unconditional, run_main):
+    """--threads N sets torch's intra-op threads; 0 is a one-line error, exit 2, no file written."""
+    sf.write(tmp_path / "in.wav", chirp(0.2, amp=0.3), SR)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        result = run_main("vocode", tmp_path / "in.wav", "-c", trained, "-o", tmp_path / "one.wav", "--threads", 1,
+                          "--device", "cpu")
+        assert result.returncode == 0, result.stderr
+        assert torch.get_num_threads() == 1 and sf.info(tmp_path / "one.wav").frames == round(0.2 * SR)
+    finally:
+        torch.set_num_threads(before)
+    bad = {"vocode": ("vocode", tmp_path / "in.wav", "-c", trained, "-o", tmp_path / "bad.wav"),
+           "sample": ("sample", "--seconds", 0.2, "-c", unconditional, "-o", tmp_path / "bad.wav"),
+           "eval": ("eval", tmp_path / "in.wav", "-c", trained, "--out", tmp_path / "bad"),
+           "search": ("schedule", "search", tmp_path / "in.wav", "-c", trained, "--out", tmp_path / "bad.pt")}
+    for name, args in bad.items():
+        result = run_main(*args, "--threads", 0, "--device", "cpu")
+        assert result.returncode == 2, name
+        assert result.stderr.strip() == "error: --threads 0: must be >= 1", (name, result.stderr)
+    assert not any(p.name.startswith("bad") for p in tmp_path.iterdir())
+
+
 def test_sample_lengths_and_numbering(tmp_path, unconditional, run_main):
     result = cli("sample", "--seconds", 0.5, "-c", unconditional, "-o", tmp_path / "one.wav", "--steps", 6,
                  "--device", "cpu")

@@ -100,6 +100,34 @@ def test_search_stays_within_its_budget(monkeypatch, tiny_ckpt):
     assert all(r.evaluations >= 4 for r in results)
 
 
+class _ListingScorer(ClipScorer):
+    """Records each candidate it scores; the stored schedule scores best (0), others 1."""
+
+    def __init__(self, vocoder, best: Candidate):
+        super().__init__(vocoder, [torch.zeros(512)], "logmel")
+        self.best, self.seen = best, []
+
+    def score(self, candidate):
+        self.seen.append(candidate)
+        return 0.0 if candidate == self.best else 1.0
+
+
+def test_search_again_starts_from_the_stored_schedule(tmp_path, tiny_ckpt):
+    """A checkpoint that already stores a 3-step schedule: a search with no time to spare
+    scores the three baselines and then the stored schedule, and keeps it when it is best;
+    without a stored schedule only the baselines are scored."""
+    stored = SearchedSchedule((3e-5, 0.02, 0.45), "ddim", 0.6, "logmel", 0.5, 5)
+    path = save_searched_copy(load_checkpoint(tiny_ckpt), tmp_path / "s.pt", {3: stored})
+    want = Candidate((3e-5, 0.02, 0.45), "ddim", 0.6)
+    scorer = _ListingScorer(Vocoder.from_checkpoint(path), want)
+    (result,) = search(scorer, [3], budget_s=0.0)
+    assert scorer.seen[3] == want and result.evaluations == 4
+    assert (result.best.betas, result.best.sampler, result.best.eta) == (want.betas, "ddim", 0.6)
+    plain = _ListingScorer(Vocoder.from_checkpoint(tiny_ckpt), want)
+    (result,) = search(plain, [3], budget_s=0.0)
+    assert result.evaluations == 3 and want not in plain.seen
+
+
 def test_stored_schedule_is_used_and_reloaded(tmp_path, tiny_ckpt):
     data = load_checkpoint(tiny_ckpt)
     found = SearchedSchedule((2e-4, 0.05, 0.4), "ddim", 0.25, "pesq", 3.5, 5)

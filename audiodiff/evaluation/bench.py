@@ -159,7 +159,7 @@ def run_bench(*, checkpoint: str | Path | None = None, recipe: str | Path | None
     if runs < 1 or warmup < 0:
         raise AudiodiffError("--runs must be >= 1 and --warmup >= 0")
     if threads is not None and threads < 1:
-        raise AudiodiffError("--threads must be >= 1")
+        raise AudiodiffError(f"--threads {threads}: must be >= 1")
     if not steps or min(steps) < 1:
         raise AudiodiffError("--steps: step counts must be integers >= 1")
     dev = resolve_device(device)
