@@ -11,7 +11,8 @@
 # VOCODER_STEPS / GENERATOR_STEPS pick the checkpoints (default: the newest in each run).
 set -euo pipefail
 stage=${1:?stage: train, search, eval, export or generator}
-VOC_RUN=runs/kathleen
+VOC_RUN=${VOC_RUN:-runs/kathleen}   # another vocoder run: VOC_RUN=runs/kathleen-c10 (search, eval)
+EVAL=${EVAL_DIR:-eval}               # where eval writes (EVAL_DIR=eval/c10 keeps the shipped numbers)
 GEN_RUN=runs/bach-piano-uncond
 newest() { ls "$1"/step-*.pt | tail -n 1; }
 VOC_CKPT=${VOCODER_CKPT:-$(newest $VOC_RUN 2>/dev/null || true)}
@@ -49,16 +50,16 @@ case $stage in
     export OMP_NUM_THREADS=1
     # the searched schedules (2, 3, 4, 6 steps) and 50-step DDPM with gain adjustment, as the
     # shipped vocoder runs, beside both Griffin-Lims and the reference (issue 8's comparison)
-    audiodiff eval -c $VOC_RUN/searched.pt $REPORT_CLIPS --steps 2,3,4,6,50 --gain-adjust --out eval/kathleen-heldout &
+    audiodiff eval -c $VOC_RUN/searched.pt $REPORT_CLIPS --steps 2,3,4,6,50 --gain-adjust --out $EVAL/kathleen-heldout &
     # lmnt's fast 6-step schedule (and the default rule at 2, 4) through the same sampler
-    audiodiff eval -c "$VOC_CKPT" $REPORT_CLIPS --steps 2,4,6 --gain-adjust --out eval/kathleen-heldout-default
+    audiodiff eval -c "$VOC_CKPT" $REPORT_CLIPS --steps 2,4,6 --gain-adjust --out $EVAL/kathleen-heldout-default
     wait
     # the network alone (no mel consistency): searched schedules, and lmnt's 6 steps
-    audiodiff eval -c $VOC_RUN/searched.pt $REPORT_CLIPS --steps 2,4,6 --no-gain-adjust --out eval/kathleen-heldout-raw &
-    audiodiff eval -c "$VOC_CKPT" $REPORT_CLIPS --steps 6 --no-gain-adjust --out eval/kathleen-heldout-default-raw
+    audiodiff eval -c $VOC_RUN/searched.pt $REPORT_CLIPS --steps 2,4,6 --no-gain-adjust --out $EVAL/kathleen-heldout-raw &
+    audiodiff eval -c "$VOC_CKPT" $REPORT_CLIPS --steps 6 --no-gain-adjust --out $EVAL/kathleen-heldout-default-raw
     wait
     # another speaker: the 22 LJSpeech clips, as shipped
-    audiodiff eval -c $VOC_RUN/searched.pt ../shared/data/ljspeech-mini/wavs --steps 2,4,6 --gain-adjust --out eval/ljspeech-mini ;;
+    audiodiff eval -c $VOC_RUN/searched.pt ../shared/data/ljspeech-mini/wavs --steps 2,4,6 --gain-adjust --out $EVAL/ljspeech-mini ;;
   export)
     audiodiff export $VOC_RUN/searched.pt -o audiodiff/pretrained/vocoder.pt --gain-adjust --refine 0 \
       --default-steps "${DEFAULT_STEPS:-6}"
