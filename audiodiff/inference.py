@@ -63,14 +63,18 @@ def keep_freed_memory() -> bool:
 _MALLOC_TUNED: bool | None = None
 
 
+def check_threads(threads: int | None) -> None:
+    """`--threads` is None (torch's default) or at least 1; else a one-line error."""
+    if threads is not None and threads < 1:
+        raise AudiodiffError(f"--threads {threads}: must be >= 1")
+
+
 def set_cpu_threads(threads: int | None) -> None:
     """Limit torch's intra-op CPU threads to `threads` (None: torch's default, one per
-    core), e.g. to leave cores to other work on a shared machine. Below 1: one-line error."""
-    if threads is None:
-        return
-    if threads < 1:
-        raise AudiodiffError(f"--threads {threads}: must be >= 1")
-    torch.set_num_threads(threads)
+    core), e.g. to leave cores to other work on a shared machine."""
+    check_threads(threads)
+    if threads is not None:
+        torch.set_num_threads(threads)
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from audiodiff.audio import MelSpectrogram, load_audio
+from audiodiff.audio import MelSpectrogram, load_audio, mel_magnitude
 from audiodiff.recipe import load_recipe
 
 GROUPS = 4
@@ -27,8 +27,8 @@ def band_db(reference: torch.Tensor, output: torch.Tensor, mel: MelSpectrogram) 
     """Median over the reference's loud frames of output/reference mel energy, in dB, per
     group of bands: [GROUPS]. Both signals [samples], cut to the shorter."""
     n = min(reference.shape[-1], output.shape[-1])
-    with torch.no_grad():
-        ref, out = (torch.exp(mel(x[:n])).numpy() ** 2 for x in (reference, output))  # power, [n_mels, frames]
+    with torch.no_grad():  # linear mel magnitude squared: power, [n_mels, frames]
+        ref, out = (mel_magnitude(mel(x[:n]), mel.config).numpy() ** 2 for x in (reference, output))
     loud = ref.sum(0) >= np.percentile(ref.sum(0), 60)
     groups = np.array_split(np.arange(ref.shape[0]), GROUPS)
     return np.array([np.median(10 * np.log10(out[g][:, loud].sum(0) / ref[g][:, loud].sum(0))) for g in groups])

@@ -139,7 +139,8 @@ def test_threads_option_limits_torch_and_rejects_zero(tmp_path, trained, uncondi
     bad = {"vocode": ("vocode", tmp_path / "in.wav", "-c", trained, "-o", tmp_path / "bad.wav"),
            "sample": ("sample", "--seconds", 0.2, "-c", unconditional, "-o", tmp_path / "bad.wav"),
            "eval": ("eval", tmp_path / "in.wav", "-c", trained, "--out", tmp_path / "bad"),
-           "search": ("schedule", "search", tmp_path / "in.wav", "-c", trained, "--out", tmp_path / "bad.pt")}
+           "search": ("schedule", "search", tmp_path / "in.wav", "-c", trained, "--out", tmp_path / "bad.pt"),
+           "bench": ("bench", "-c", trained, "--json", tmp_path / "bad.json")}
     for name, args in bad.items():
         result = run_main(*args, "--threads", 0, "--device", "cpu")
         assert result.returncode == 2, name

@@ -76,9 +76,9 @@ def measure(cfg: dict, log: Callable[[str], None] = lambda _m: None) -> dict:
     """
     import torch
 
-    if cfg.get("threads"):
-        torch.set_num_threads(cfg["threads"])
-    from audiodiff.inference import Vocoder
+    from audiodiff.inference import Vocoder, set_cpu_threads
+
+    set_cpu_threads(cfg.get("threads") or None)
 
     model = _build(cfg)
     if cfg.get("chunk"):
@@ -149,7 +149,7 @@ def run_bench(*, checkpoint: str | Path | None = None, recipe: str | Path | None
     from audiodiff import __version__
     from audiodiff.checkpoint import load_checkpoint
     from audiodiff.consistency import check_options
-    from audiodiff.inference import resolve_device
+    from audiodiff.inference import check_threads, resolve_device
     from audiodiff.recipe import load_recipe
 
     if (checkpoint is None) == (recipe is None):
@@ -158,8 +158,7 @@ def run_bench(*, checkpoint: str | Path | None = None, recipe: str | Path | None
         raise AudiodiffError("--seconds must be positive")
     if runs < 1 or warmup < 0:
         raise AudiodiffError("--runs must be >= 1 and --warmup >= 0")
-    if threads is not None and threads < 1:
-        raise AudiodiffError(f"--threads {threads}: must be >= 1")
+    check_threads(threads)
     if not steps or min(steps) < 1:
         raise AudiodiffError("--steps: step counts must be integers >= 1")
     dev = resolve_device(device)
