@@ -2,7 +2,7 @@
 # How the shipped default models (audiodiff/pretrained/) are made and measured, from the
 # repository root with ../shared/data beside it. Each stage resumes or can be re-run.
 #
-#   bash benchmarks/default_models.sh train      # ~1.6 h (vocoder) + ~1 h (generator) on 2 CPU cores: re-run to resume
+#   bash benchmarks/default_models.sh train      # ~2.4 h (vocoder) + ~1 h (generator) on 2 CPU cores: re-run to resume
 #   bash benchmarks/default_models.sh search     # ~7 min: schedules on 5 held-out clips
 #   bash benchmarks/default_models.sh eval       # held-out Kathleen + ljspeech-mini numbers (~30 min)
 #   bash benchmarks/default_models.sh export     # write audiodiff/pretrained/*.pt
@@ -11,7 +11,7 @@
 # VOCODER_STEPS / GENERATOR_STEPS pick the checkpoints (default: the newest in each run).
 set -euo pipefail
 stage=${1:?stage: train, search, eval, export or generator}
-VOC_RUN=${VOC_RUN:-runs/kathleen-c10}   # another vocoder run: VOC_RUN=runs/kathleen (the first default, cycle 6)
+VOC_RUN=${VOC_RUN:-runs/kathleen-c10b}  # another vocoder run: VOC_RUN=runs/kathleen (the first default, cycle 6)
 EVAL=${EVAL_DIR:-eval}               # where eval writes (EVAL_DIR=eval/other keeps the shipped numbers in eval/)
 GEN_RUN=runs/bach-piano-uncond
 newest() { ls "$1"/step-*.pt | tail -n 1; }
@@ -24,13 +24,17 @@ REPORT_CLIPS=$(validation '5:' 2>/dev/null || true)
 
 case $stage in
   train)
-    # The vocoder, as the shipped one was trained, on 2 CPU cores (about 2 steps/s):
+    # The vocoder, as the shipped one was trained, on 2 CPU cores (2-2.9 steps/s):
     # (1) the recipe as written (batch 4, constant rate 5e-4) to step 9000 (~75 min);
     audiodiff train recipes/kathleen.toml --out $VOC_RUN --max-steps 9000
     # (2) a cosine anneal to 1e-5 over steps 9000-12000 (~25 min). The shipped run took its
     # first 128 steps of this stage with decay_steps 4000 (rate 5.00e-4 against 4.97e-4).
     audiodiff train recipes/kathleen.toml --out $VOC_RUN --max-steps 12000 --set train.lr_decay=cosine \
       --set train.decay_start=9000 --set train.decay_steps=3000 --set train.min_learning_rate=1e-5
+    # (3) a warm restart at rate 3e-4, cosine to 1e-5 over steps 12000-20000 (~50 min; the
+    # shipped run did (1) and (2) in runs/kathleen-c10 and (3) in a copy of its step 12000)
+    audiodiff train recipes/kathleen.toml --out $VOC_RUN --max-steps 20000 --set train.learning_rate=3e-4 \
+      --set train.lr_decay=cosine --set train.decay_start=12000 --set train.decay_steps=8000 --set train.min_learning_rate=1e-5
     # The first default (kathleen-12x32, dilation cycle 6, 62916 steps: 23983 on CPU, the rest
     # on an H100 at batch 32) came from the same recipe with --set model.dilation_cycle=6;
     # its commands are in this file's history (git log -p benchmarks/default_models.sh).
