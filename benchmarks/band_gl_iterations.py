@@ -4,13 +4,14 @@ scored like `audiodiff eval` on the same clips: what `--refine N` is worth on it
 A vocoder's output refined with N iterations (`vocode --refine N`) should be compared
 with this at about N + steps iterations (the same number of projections) and at the
 iterations that take as long as the network's steps (one 12 x 32 network step on 10 s
-costs about 90 iterations on 2 CPU cores; see the README).
+costs about 100 iterations on 2 CPU cores; see the README).
 
     python benchmarks/band_gl_iterations.py -c CKPT CLIP... [--iters 66,128,256] [--threads 1]
 
 Prints one row per iteration count: mean log-mel L1, MR-STFT, MCD, PESQ-wb, STOI,
-V/UV error over the clips (each cut to whole hops, as eval does), and the seconds per
-10 s of audio the iterations took.
+V/UV error over the clips, computed as eval computes its "Griffin-Lim, band gains" row (seed 0,
+the clip's full length: `--iters 32` gives that row), and the seconds per 10 s of audio
+the iterations took.
 """
 from __future__ import annotations
 
@@ -37,20 +38,19 @@ def main() -> None:
     args = ap.parse_args()
     set_cpu_threads(args.threads)
     voc = Vocoder.from_checkpoint(args.checkpoint)
-    cfg, hop = voc.recipe.audio, voc.recipe.audio.hop_length
+    cfg = voc.recipe.audio
     iters = [int(n) for n in args.iters.split(",")]
     scores = {n: [] for n in iters}
     seconds = {n: 0.0 for n in iters}
     audio = 0.0
     for clip in args.clips:
         wav = load_audio(clip, cfg.sample_rate)
-        wav = wav[: len(wav) // hop * hop]
         audio += len(wav) / cfg.sample_rate
         mel = voc.mel(wav).cpu()
         scorer = PairScorer(wav, cfg.sample_rate, cfg)
         for n in iters:
             start = time.perf_counter()
-            out = band_griffin_lim(mel, cfg, n_iter=n, transform=voc.mel_transform)
+            out = band_griffin_lim(mel, cfg, len(wav), n_iter=n, transform=voc.mel_transform)
             seconds[n] += time.perf_counter() - start
             scores[n].append(scorer.score(out))
     print(f"{len(args.clips)} clips, {audio:.1f} s; band-gain Griffin-Lim from noise (seed 0)")

@@ -66,11 +66,11 @@ case $stage in
     audiodiff eval -c "$VOC_CKPT" $REPORT_CLIPS --steps 6 --no-gain-adjust --out $EVAL/kathleen-heldout-default-raw
     wait
     # with 64 band-gain Griffin-Lim iterations after sampling (vocode --refine 64), beside the
-    # same algorithm from noise with no network at 66, 128 and 256 iterations
+    # same algorithm from noise with no network at 66, 128 and 256 iterations (32: eval's row, a check)
     audiodiff eval -c $VOC_RUN/searched.pt $REPORT_CLIPS --steps 2,3,4,6 --gain-adjust --refine 64 --out $EVAL/kathleen-heldout-refine64 &
     audiodiff eval -c "$VOC_CKPT" $REPORT_CLIPS --steps 6 --gain-adjust --refine 64 --out $EVAL/kathleen-heldout-default-refine64
     wait
-    python benchmarks/band_gl_iterations.py -c "$VOC_CKPT" $REPORT_CLIPS --iters 66,128,256 --threads 2 | tee $EVAL/band-gl-iterations.txt
+    python benchmarks/band_gl_iterations.py -c "$VOC_CKPT" $REPORT_CLIPS --iters 32,66,128,256 --threads 2 | tee $EVAL/band-gl-iterations.txt
     # another speaker: the 22 LJSpeech clips, as shipped
     audiodiff eval -c $VOC_RUN/searched.pt ../shared/data/ljspeech-mini/wavs --steps 2,4,6 --gain-adjust --out $EVAL/ljspeech-mini ;;
   export)
