@@ -136,7 +136,9 @@ class TrainConfig:
     `precision` is fp32, bf16 (autocast; CUDA or CPU) or fp16 (autocast with a gradient
     scaler; CUDA only). A step whose loss or gradient is not finite is skipped; after
     `max_nonfinite` such steps in a row training stops. `tensorboard` writes TensorBoard
-    events in the run folder when the package is installed.
+    events in the run folder when the package is installed. `stft_loss_weight` adds
+    that multiple of the MR-STFT distance between each crop and the network's estimate
+    of it to the noise loss (diffusion.diffusion_loss); 0 is DiffWave's loss alone.
     """
     batch_size: int = 16
     segment: int = 15872
@@ -161,6 +163,7 @@ class TrainConfig:
     min_learning_rate: float = 0.0
     max_nonfinite: int = 20
     tensorboard: bool = True
+    stft_loss_weight: float = 0.0
 
     def validate(self, where: str) -> None:
         for key in ("batch_size", "segment", "max_steps", "checkpoint_every", "keep_checkpoints",
@@ -180,6 +183,7 @@ class TrainConfig:
         _check(self.grad_clip > 0, where, "train.grad_clip", "must be positive")
         _check(self.num_workers >= 0, where, "train.num_workers", "must be >= 0")
         _check(self.validate_seconds > 0, where, "train.validate_seconds", "must be positive")
+        _check(self.stft_loss_weight >= 0, where, "train.stft_loss_weight", "must be >= 0 (0: noise loss only)")
 
 
 DATA_SOURCES = ("folder", "ljspeech", "vctk", "maestro", "sc09")

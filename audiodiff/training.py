@@ -216,7 +216,8 @@ class Trainer:
                     std = None if mel is None else noise_std(mel, self.recipe.audio, self.recipe.diffusion,
                                                              audio.shape[-1])
                     loss = diffusion_loss(self.objective, audio, mel, self.schedule, generator,
-                                          offset, self.global_batch, std=std)
+                                          offset, self.global_batch, std=std,
+                                          stft_weight=cfg.stft_loss_weight)
                 self.scaler.scale(loss / len(batches)).backward()
             total += loss.detach().float()
         loss = float(self.dist.mean(total / len(batches)))

@@ -106,6 +106,7 @@ def test_int_accepted_for_float(tmp_path):
     ("[train]\nema_decay = 1.0\n", "train.ema_decay"),
     ("[diffusion]\nbeta_start = 0.1\nbeta_end = 0.05\n", "diffusion.beta_end"),
     ("[audio]\npreset = \"nope\"\n", "audio.preset"),
+    ("[train]\nstft_loss_weight = -0.1\n", "train.stft_loss_weight"),
 ])
 def test_out_of_range_values(tmp_path, text, key):
     path = write(tmp_path, text + '[data]\nroot = "x"\n')

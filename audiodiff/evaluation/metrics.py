@@ -33,13 +33,13 @@ import torch
 from audiodiff.audio import ln_mel_transform, resample
 from audiodiff.errors import AudiodiffError
 from audiodiff.recipe import AudioConfig
+from audiodiff.spectral import mr_stft_loss
 
 EVAL_EXTRA_HINT = 'pip install "audiodiff[eval]"'
 METRIC_RATE = 16000  # PESQ wideband, STOI and pitch are computed at 16 kHz
 F0_MIN, F0_MAX = 60.0, 500.0  # speech: pYIN's cost grows with the range it searches
 F0_FRAME, F0_HOP = 1024, 160  # at 16 kHz: 64 ms frames (>= 3 periods of 60 Hz), 10 ms hop
 MCD_ORDER = 24
-MR_STFT_RESOLUTIONS = ((1024, 120, 600), (2048, 240, 1200), (512, 50, 240))  # (n_fft, hop, win)
 
 
 @dataclass(frozen=True)
@@ -128,29 +128,12 @@ def log_mel_distance(reference: torch.Tensor, estimate: torch.Tensor, config: Au
     return float((a - b).abs().mean())
 
 
-def _stft_magnitude(x: torch.Tensor, n_fft: int, hop: int, win: int) -> torch.Tensor:
-    spec = torch.stft(x, n_fft, hop_length=hop, win_length=win, window=torch.hann_window(win),
-                      center=True, pad_mode="reflect" if x.shape[-1] > n_fft // 2 else "constant",
-                      return_complex=True)
-    return (spec.real ** 2 + spec.imag ** 2).clamp(min=1e-7).sqrt()
-
-
-def mr_stft_distance(reference, estimate,
-                     resolutions: tuple[tuple[int, int, int], ...] = MR_STFT_RESOLUTIONS) -> float:
-    """Multi-resolution STFT distance (Parallel WaveGAN's auxiliary loss), lower is better.
-
-    Mean over resolutions of spectral convergence ||S_r - S_e||_F / ||S_r||_F plus the
-    mean L1 of log magnitudes. 0 for identical signals.
-    """
+def mr_stft_distance(reference, estimate) -> float:
+    """Multi-resolution STFT distance (spectral.mr_stft_loss), lower is better; 0 for
+    identical signals."""
     a, b = _trim(reference, estimate)
-    total = 0.0
     with torch.no_grad():
-        for n_fft, hop, win in resolutions:
-            sa, sb = _stft_magnitude(a, n_fft, hop, win), _stft_magnitude(b, n_fft, hop, win)
-            sc = torch.linalg.norm(sa - sb) / torch.linalg.norm(sa).clamp(min=1e-7)
-            mag = (sa.log() - sb.log()).abs().mean()
-            total += float(sc + mag)
-    return total / len(resolutions)
+        return float(mr_stft_loss(a, b))
 
 
 def cepstrum_of_log_mel(log_mel: np.ndarray, order: int = MCD_ORDER) -> np.ndarray:
