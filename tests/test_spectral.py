@@ -1,8 +1,6 @@
 """The MR-STFT distance shared by eval's metric and the training loss."""
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
@@ -14,11 +12,11 @@ def noise(rows: int, length: int = 8000, seed: int = 0) -> torch.Tensor:
     return 0.3 * torch.randn(rows, length, generator=torch.Generator().manual_seed(seed))
 
 
-def test_zero_for_identical_and_known_answer_for_a_gain():
-    """A gain g: spectral convergence |1 - g|, log-magnitude L1 |ln g|, at every resolution."""
+def test_zero_for_identical_signals():
+    """(The gain known answer, |1 - g| + |ln g|, is tested through eval's metric in
+    test_eval_metrics.py: the same function.)"""
     x = noise(1)[0]
     assert float(mr_stft_loss(x, x)) == pytest.approx(0.0, abs=1e-6)
-    assert float(mr_stft_loss(x, 0.5 * x)) == pytest.approx(0.5 + math.log(2), abs=2e-3)
 
 
 def test_batched_rows_are_scored_one_by_one_as_eval_scores_them():
@@ -30,8 +28,14 @@ def test_batched_rows_are_scored_one_by_one_as_eval_scores_them():
     assert len({round(float(r), 4) for r in rows[:, 0]}) == 3
 
 
-def test_gradient_is_finite_even_through_silence():
+def test_gradient_is_finite_where_the_reference_is_silent():
+    """Noise where the reference is digital silence: the magnitude floor keeps the log
+    finite, and the gradient there is finite and pushes the noise down."""
     reference = torch.cat([noise(1, 4000)[0], torch.zeros(4000)])
-    estimate = torch.zeros(8000, requires_grad=True)
+    estimate = (reference + 0.01 * noise(1, seed=5)[0]).requires_grad_(True)
     mr_stft_loss(reference, estimate).backward()
-    assert bool(torch.isfinite(estimate.grad).all())
+    grad = estimate.grad
+    assert bool(torch.isfinite(grad).all())
+    tail = slice(5000, 8000)  # well inside the silence, past the longest window's reach
+    assert float(grad[tail].abs().sum()) > 0
+    assert float((grad[tail] * estimate.detach()[tail]).sum()) > 0  # descent shrinks the noise
