@@ -139,6 +139,11 @@ class TrainConfig:
     events in the run folder when the package is installed. `stft_loss_weight` adds
     that multiple of the MR-STFT distance between each crop and the network's estimate
     of it to the noise loss (diffusion.diffusion_loss); 0 is DiffWave's loss alone.
+    `infer_loss_weight` adds that multiple of InferGrad's infer loss (infer_loss.py):
+    the MR-STFT distance between each crop and what `infer_steps` DDPM steps of the
+    default schedule for that count make from its mel (with mel gain adjustment at
+    every step if `infer_gain_adjust`), backpropagated through every step; vocoders
+    only; 0 is off.
     """
     batch_size: int = 16
     segment: int = 15872
@@ -164,6 +169,9 @@ class TrainConfig:
     max_nonfinite: int = 20
     tensorboard: bool = True
     stft_loss_weight: float = 0.0
+    infer_loss_weight: float = 0.0
+    infer_steps: int = 6
+    infer_gain_adjust: bool = False
 
     def validate(self, where: str) -> None:
         for key in ("batch_size", "segment", "max_steps", "checkpoint_every", "keep_checkpoints",
@@ -184,6 +192,8 @@ class TrainConfig:
         _check(self.num_workers >= 0, where, "train.num_workers", "must be >= 0")
         _check(self.validate_seconds > 0, where, "train.validate_seconds", "must be positive")
         _check(self.stft_loss_weight >= 0, where, "train.stft_loss_weight", "must be >= 0 (0: noise loss only)")
+        _check(self.infer_loss_weight >= 0, where, "train.infer_loss_weight", "must be >= 0 (0: no infer loss)")
+        _check(self.infer_steps > 0, where, "train.infer_steps", "must be positive")
 
 
 DATA_SOURCES = ("folder", "ljspeech", "vctk", "maestro", "sc09")
@@ -295,6 +305,8 @@ def _recipe_from_table(table: dict[str, Any], where: str) -> Recipe:
         parts[name].validate(where)
     _check(parts["diffusion"].prior == "standard" or parts["model"].conditional, where, "diffusion.prior",
            "'energy' needs a mel: use it with model.conditional = true")
+    _check(parts["train"].infer_loss_weight == 0 or parts["model"].conditional, where, "train.infer_loss_weight",
+           "needs a mel to sample from: use it with model.conditional = true (or set it to 0)")
     return Recipe(**parts)
 
 

@@ -43,10 +43,11 @@ from audiodiff.audio import MelSpectrogram, load_audio, save_audio
 from audiodiff.checkpoint import checkpoint_name, latest_checkpoint, load_checkpoint, save_checkpoint
 from audiodiff.data import (CropDataset, StepBatchSampler, ignore_stop_signals, prepare_training_data,
                             share_offset)
-from audiodiff.diffusion import diffusion_loss, training_schedule
+from audiodiff.diffusion import diffusion_loss, inference_schedule, training_schedule
 from audiodiff.distributed import DistContext, init_distributed, shutdown
 from audiodiff.errors import AudiodiffError, TrainingStopped
 from audiodiff.evaluation.metrics import log_mel_distance
+from audiodiff.infer_loss import infer_loss
 from audiodiff.inference import FAST_STEPS, Generator, Vocoder, resolve_device
 from audiodiff.logging_tb import TensorBoardLog
 from audiodiff.lr_schedule import learning_rate_at
@@ -103,6 +104,7 @@ class Trainer:
         # What computes the loss: the network, wrapped for DDP in a distributed run (see run).
         self.objective: nn.Module = DenoiserObjective(self.network)
         self.schedule = training_schedule(recipe.diffusion)
+        self.infer_schedule = inference_schedule(recipe.diffusion, recipe.train.infer_steps)
         self.mel = MelSpectrogram(recipe.audio).to(self.device)
         # Crops come with this many frames of real audio each side, covering the STFT
         # window, so their mel frames equal those of the whole utterance.
@@ -218,6 +220,8 @@ class Trainer:
                     loss = diffusion_loss(self.objective, audio, mel, self.schedule, generator,
                                           offset, self.global_batch, std=std,
                                           stft_weight=cfg.stft_loss_weight)
+                    if cfg.infer_loss_weight > 0:
+                        loss = loss + cfg.infer_loss_weight * self._infer_loss(audio, mel, std, generator)
                 self.scaler.scale(loss / len(batches)).backward()
             total += loss.detach().float()
         loss = float(self.dist.mean(total / len(batches)))
@@ -244,6 +248,13 @@ class Trainer:
                 f"loss or gradient (train.max_nonfinite); {kept}; try a lower train.learning_rate "
                 f"or train.precision = \"fp32\"")
         return float("nan"), float("nan")
+
+    def _infer_loss(self, audio: torch.Tensor, mel: torch.Tensor, std: torch.Tensor | None,
+                    generator: torch.Generator) -> torch.Tensor:
+        """InferGrad's term for crops audio [B, 1, segment] and their mel (see infer_loss.py)."""
+        cfg = self.recipe.train
+        return infer_loss(lambda x, level: self.objective(x, level, mel), audio, self.infer_schedule, generator,
+                          std=std, mel=mel if cfg.infer_gain_adjust else None, transform=self.mel)
 
     def _crops(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Crops with context [B, 1, context + segment + context] -> (audio [B, 1, segment],

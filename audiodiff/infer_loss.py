@@ -1,0 +1,42 @@
+"""InferGrad's infer loss: how far the few-step sampler's output is from the clean crop,
+with gradients through every step of the sampler.
+
+The noise loss (diffusion.diffusion_loss) trains each denoising step alone, at a level
+drawn at random; a vocoder run with N steps chains N of them, each step building on the
+last one's errors. InferGrad (Chen et al., ICASSP 2022) adds to the noise loss the
+distance between the clean audio and the sample that the N-step schedule actually
+produces from the crop's mel, backpropagated through the whole chain, so the network
+learns the jumps that schedule takes. The chain here is the vocoder's own sampler
+(samplers.ddpm) with PriorGrad's prior and, if asked, mel gain adjustment at every step
+(consistency.py), as `vocode` runs it; the distance is the MR-STFT distance
+(spectral.py), InferGrad's choice.
+"""
+from __future__ import annotations
+
+import torch
+
+from audiodiff.audio import MelSpectrogram
+from audiodiff.consistency import MelConsistency
+from audiodiff.diffusion import Schedule
+from audiodiff.samplers import Denoiser, ddpm
+from audiodiff.spectral import mr_stft_loss
+
+
+def infer_loss(denoise: Denoiser, audio: torch.Tensor, schedule: Schedule, generator: torch.Generator,
+               std: torch.Tensor | None = None, mel: torch.Tensor | None = None,
+               transform: MelSpectrogram | None = None) -> torch.Tensor:
+    """Mean MR-STFT distance between `audio` [B, 1, T] and the ancestral (DDPM) sample
+    that `schedule` makes from noise, differentiable in the network's parameters.
+
+    `denoise(x [B, 1, T], level [B]) -> predicted noise [B, 1, T]`, bound to the crops'
+    mel. `std` [B, 1, T]: PriorGrad's prior (scales the starting and injected noise, as
+    in `vocode`); None is unit noise. With `mel` [B, n_mels, T / hop] and its
+    `transform`, every step's clean estimate is gain-adjusted to the mel (`vocode
+    --gain-adjust`). All noise comes from `generator` (a CPU generator).
+    """
+    noise = torch.randn(audio.shape, generator=generator).to(audio.device)
+    if std is not None:
+        noise = noise * std
+    project = None if mel is None else MelConsistency(transform, mel).project
+    sample = ddpm(denoise, schedule, noise, generator, noise_scale=std, project=project)
+    return mr_stft_loss(audio.squeeze(1), sample.squeeze(1)).mean()
