@@ -111,6 +111,7 @@ class Trainer:
         self.context_frames = -(-(recipe.audio.n_fft // 2) // recipe.audio.hop_length)
         self.step = 0
         self.nonfinite_streak = 0  # steps skipped in a row for a non-finite loss or gradient
+        self.last_infer_loss = float("nan")  # the last step's infer-loss term, unweighted (logged as infer_loss)
         self.tb = TensorBoardLog(self.out / "tensorboard", False, recipe.audio)  # opened by run() on rank 0
         self.tb_has_reference = False
 
@@ -201,7 +202,8 @@ class Trainer:
         context [batch_size, 1, context + segment + context] (see CropDataset).
 
         Returns (loss, grad norm) of the global batch; (nan, nan) when the step was skipped
-        for a non-finite loss or gradient. Raises TrainingStopped after
+        for a non-finite loss or gradient. With `train.infer_loss_weight`, the infer term
+        alone (unweighted) is left in `last_infer_loss`. Raises TrainingStopped after
         `train.max_nonfinite` skipped steps in a row.
         """
         cfg = self.recipe.train
@@ -209,6 +211,7 @@ class Trainer:
             group["lr"] = learning_rate_at(self.step, cfg)
         self.optimizer.zero_grad(set_to_none=True)
         total = torch.zeros((), device=self.device)
+        infer_total = torch.zeros((), device=self.device)
         for micro, batch in enumerate(batches):
             audio, mel = self._crops(batch)
             generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.step)
@@ -221,10 +224,14 @@ class Trainer:
                                           offset, self.global_batch, std=std,
                                           stft_weight=cfg.stft_loss_weight)
                     if cfg.infer_loss_weight > 0:
-                        loss = loss + cfg.infer_loss_weight * self._infer_loss(audio, mel, std, generator)
+                        term = self._infer_loss(audio, mel, std, generator)
+                        loss = loss + cfg.infer_loss_weight * term
+                        infer_total += term.detach().float()
                 self.scaler.scale(loss / len(batches)).backward()
             total += loss.detach().float()
         loss = float(self.dist.mean(total / len(batches)))
+        if cfg.infer_loss_weight > 0:
+            self.last_infer_loss = float(self.dist.mean(infer_total / len(batches)))
         self.scaler.unscale_(self.optimizer)  # no-op unless fp16
         norm = float(torch.nn.utils.clip_grad_norm_(self.network.parameters(), cfg.grad_clip))
         if math.isfinite(loss) and math.isfinite(norm):
@@ -329,6 +336,7 @@ class Trainer:
                 self.objective, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         last_saved = self.step
         window: list[float] = []
+        infer_window: list[float] = []
         t_start, steps_at_start = time.perf_counter(), self.step
         batches = iter(loader)
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -341,14 +349,17 @@ class Trainer:
                     loss, norm = self.train_step([next(batches) for _ in range(cfg.grad_accum)])
                     self.step += 1
                     window.append(loss)
+                    infer_window.append(self.last_infer_loss)
                     sps = (self.step - steps_at_start) / (time.perf_counter() - t_start)
                     progress.update(task, completed=self.step, loss=loss, sps=sps)
                     if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
                         record = {"step": self.step, "loss": _mean(window), "grad_norm": norm,
                                   "learning_rate": lr, "steps_per_s": sps}
+                        if cfg.infer_loss_weight > 0:
+                            record["infer_loss"] = _mean(infer_window)
                         self._log(record)
                         self.tb.scalars(self.step, {f"train/{k}": v for k, v in record.items() if k != "step"})
-                        window = []
+                        window, infer_window = [], []
                     if self.dist.is_main and (self.step % cfg.validate_every == 0 or self.step == cfg.max_steps):
                         self._log({"step": self.step, **self.validate(reference)})
                     if self.step % cfg.checkpoint_every == 0 or self.step == cfg.max_steps:

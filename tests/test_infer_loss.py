@@ -100,14 +100,16 @@ def test_an_unconditional_model_has_no_mel_to_sample_from():
 
 
 def test_training_adds_the_weighted_term(tmp_path, synth_folder):
-    """The first step sees the same weights and crops with or without the term: the
-    logged loss grows by the weight times a term of an untrained network's chain (> 0.5)."""
-    def first_loss(name: str, *extra: str) -> float:
+    """The first step sees the same weights, crops and noise with or without the term
+    (the chain draws its noise after the noise loss's): the logged loss is the plain
+    one plus the weight times the logged infer term of an untrained network (> 0.5)."""
+    def first_record(name: str, *extra: str) -> dict:
         recipe = load_recipe(TINY, tiny_overrides(synth_folder, max_steps=1) + ["train.tensorboard=false", *extra])
         train_run(recipe, tmp_path / name)
-        return next(r["loss"] for r in read_metrics(tmp_path / name) if "loss" in r)
+        return next(r for r in read_metrics(tmp_path / name) if "loss" in r)
 
-    plain = first_loss("plain")
-    weighted = first_loss("infer", "train.infer_loss_weight=0.5", "train.infer_steps=2",
-                          "train.infer_gain_adjust=true")
-    assert math.isfinite(weighted) and weighted - plain > 0.25
+    plain = first_record("plain")
+    weighted = first_record("infer", "train.infer_loss_weight=0.5", "train.infer_steps=2",
+                            "train.infer_gain_adjust=true")
+    assert "infer_loss" not in plain and weighted["infer_loss"] > 0.5
+    assert weighted["loss"] == pytest.approx(plain["loss"] + 0.5 * weighted["infer_loss"], rel=1e-5)
