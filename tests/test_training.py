@@ -204,6 +204,21 @@ def test_worker_thread_hook_silences_only_fd_sharing_hangups(capsys):
     assert "ValueError: a real bug" in err and "ConnectionResetError" in err and err.count("Traceback") == 2
 
 
+def test_worker_sys_hook_silences_only_fd_sharing_hangups(capsys):
+    """resource_sharer's serving loop catches its errors and calls sys.excepthook, not the
+    thread hook: that is how the SIGTERM test's traceback got through (seen in CI)."""
+    from audiodiff.data.crops import quiet_fd_sharing_hangup_sys
+    sharer = "/usr/lib/python3.11/multiprocessing/resource_sharer.py"
+    hangup = _thread_failure(sharer, ConnectionResetError(104, "Connection reset by peer"))
+    quiet_fd_sharing_hangup_sys(hangup.exc_type, hangup.exc_value, hangup.exc_traceback)
+    assert capsys.readouterr().err == ""
+    for failure in (_thread_failure(sharer, ValueError("a real bug")),
+                    _thread_failure("/work/elsewhere.py", ConnectionResetError(104, "reset"))):
+        quiet_fd_sharing_hangup_sys(failure.exc_type, failure.exc_value, failure.exc_traceback)
+    err = capsys.readouterr().err
+    assert "ValueError: a real bug" in err and "ConnectionResetError" in err and err.count("Traceback") == 2
+
+
 def test_a_worker_hangup_in_the_resource_sharer_is_quiet_and_other_thread_errors_are_not():
     """The SIGTERM test's flake: a killed DataLoader worker resets multiprocessing's
     resource-sharer connection and that thread's traceback followed the clean exit."""

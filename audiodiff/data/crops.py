@@ -125,6 +125,7 @@ def ignore_stop_signals(worker_id: int) -> None:  # noqa: ARG001 - DataLoader's 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     threading.excepthook = quiet_fd_sharing_hangup
+    sys.excepthook = quiet_fd_sharing_hangup_sys  # resource_sharer's own loop reports through sys.excepthook
 
 
 def quiet_fd_sharing_hangup(args: threading.ExceptHookArgs) -> None:
@@ -136,11 +137,23 @@ def quiet_fd_sharing_hangup(args: threading.ExceptHookArgs) -> None:
     the trainer's clean "Interrupted: saving step" (seen about once in a dozen SIGTERMs).
     Any other exception is reported as Python would.
     """
-    frames = traceback.extract_tb(args.exc_traceback) if args.exc_traceback is not None else []
-    if issubclass(args.exc_type, (ConnectionError, EOFError)) and \
-            any(f.filename.endswith("resource_sharer.py") for f in frames):
-        return
-    threading.__excepthook__(args)
+    if not _is_fd_sharing_hangup(args.exc_type, args.exc_traceback):
+        threading.__excepthook__(args)
+
+
+def quiet_fd_sharing_hangup_sys(exc_type, exc_value, exc_traceback) -> None:
+    """The same rule as `quiet_fd_sharing_hangup`, as a worker's sys.excepthook: the
+    resource-sharer thread catches its own errors and passes them to sys.excepthook
+    (multiprocessing/resource_sharer.py, `_serve`), so the thread hook alone never saw them."""
+    if not _is_fd_sharing_hangup(exc_type, exc_traceback):
+        sys.__excepthook__(exc_type, exc_value, exc_traceback)
+
+
+def _is_fd_sharing_hangup(exc_type, exc_traceback) -> bool:
+    """A lost connection (ConnectionError, EOFError) raised in multiprocessing.resource_sharer."""
+    frames = traceback.extract_tb(exc_traceback) if exc_traceback is not None else []
+    return issubclass(exc_type, (ConnectionError, EOFError)) and \
+        any(f.filename.endswith("resource_sharer.py") for f in frames)
 
 
 def share_offset(micro: int, rank: int, world_size: int, batch_size: int) -> int:
