@@ -29,7 +29,6 @@ import copy
 import json
 import math
 import signal
-import threading
 import time
 from pathlib import Path
 
@@ -341,7 +340,6 @@ class Trainer:
         t_start, steps_at_start = time.perf_counter(), self.step
         batches = iter(loader)
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-        previous_hook, threading.excepthook = threading.excepthook, _quiet_worker_hangup(threading.excepthook)
         try:
             with self._progress() as progress:
                 task = progress.add_task("train", total=cfg.max_steps, completed=self.step,
@@ -375,7 +373,6 @@ class Trainer:
             raise
         finally:
             signal.signal(signal.SIGTERM, previous)
-            threading.excepthook = previous_hook
             self.tb.close()
         self.dist.barrier()  # the last checkpoint is written before any process returns
         return latest_checkpoint(self.out)
@@ -418,25 +415,6 @@ def _mean(values: list[float]) -> float:
 
 def _raise_interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
     raise KeyboardInterrupt
-
-
-def _quiet_worker_hangup(hook):
-    """A threading.excepthook that drops one message: a DataLoader worker killed (with the
-    trainer, by a signal to the process group) while handing a batch over leaves
-    multiprocessing's resource-sharer thread with a reset connection, and its traceback
-    would follow the clean "Interrupted" exit. A worker that dies for another reason is
-    still reported by the DataLoader itself; every other thread error goes to `hook`."""
-    def excepthook(args):
-        frames = []
-        tb = args.exc_traceback
-        while tb is not None:
-            frames.append(tb.tb_frame.f_code.co_filename)
-            tb = tb.tb_next
-        if issubclass(args.exc_type, (ConnectionError, EOFError)) and any(
-                f.endswith("resource_sharer.py") for f in frames):
-            return
-        hook(args)
-    return excepthook
 
 
 def train(recipe: Recipe, out_dir: str | Path, device: str = "auto", console: Console | None = None,
