@@ -18,13 +18,14 @@ import torch
 from audiodiff.audio import MelSpectrogram
 from audiodiff.consistency import MelConsistency
 from audiodiff.diffusion import Schedule
-from audiodiff.samplers import Denoiser, ddpm
+from audiodiff.samplers import Denoiser, RowShare, ddpm
 from audiodiff.spectral import mr_stft_loss
 
 
 def infer_loss(denoise: Denoiser, audio: torch.Tensor, schedule: Schedule, generator: torch.Generator,
                std: torch.Tensor | None = None, mel: torch.Tensor | None = None,
-               transform: MelSpectrogram | None = None) -> torch.Tensor:
+               transform: MelSpectrogram | None = None, offset: int = 0,
+               total: int | None = None) -> torch.Tensor:
     """Mean MR-STFT distance between `audio` [B, 1, T] and the ancestral (DDPM) sample
     that `schedule` makes from noise, differentiable in the network's parameters.
 
@@ -33,10 +34,16 @@ def infer_loss(denoise: Denoiser, audio: torch.Tensor, schedule: Schedule, gener
     in `vocode`); None is unit noise. With `mel` [B, n_mels, T / hop] and its
     `transform`, every step's clean estimate is gain-adjusted to the mel (`vocode
     --gain-adjust`). All noise comes from `generator` (a CPU generator).
+
+    When `audio` is rows [offset, offset + B) of a batch of `total` rows (a share of a
+    global batch, as in diffusion.diffusion_loss), every draw is made for all `total`
+    rows and this share's rows are used, so each crop meets the same noise however the
+    batch is split.
     """
-    noise = torch.randn(audio.shape, generator=generator).to(audio.device)
+    share = RowShare(generator, offset, audio.shape[0] if total is None else total)
+    noise = share.randn(audio.shape).to(audio.device)
     if std is not None:
         noise = noise * std
     project = None if mel is None else MelConsistency(transform, mel).project
-    sample = ddpm(denoise, schedule, noise, generator, noise_scale=std, project=project)
+    sample = ddpm(denoise, schedule, noise, share, noise_scale=std, project=project)
     return mr_stft_loss(audio.squeeze(1), sample.squeeze(1)).mean()

@@ -3,11 +3,13 @@
 A denoiser is any callable `(x [B, 1, T], noise_level [B]) -> predicted noise [B, 1, T]`
 (the network with its conditioner bound, possibly evaluated in chunks). Samplers
 know nothing of the network's class; all randomness comes from the explicit
-`generator` (a CPU torch.Generator), so a seed reproduces a result exactly.
+`generator` (a CPU torch.Generator, or a `RowShare` of one), so a seed reproduces a
+result exactly.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -22,8 +24,30 @@ def _level(schedule: Schedule, n: int, x: torch.Tensor) -> torch.Tensor:
     return schedule.noise_levels[n].to(dtype=torch.float32).expand(x.shape[0]).to(x.device)
 
 
-def _gaussian(like: torch.Tensor, generator: torch.Generator, scale: torch.Tensor | None = None) -> torch.Tensor:
-    z = torch.randn(like.shape, generator=generator, dtype=torch.float32).to(like.device, like.dtype)
+@dataclass(frozen=True)
+class RowShare:
+    """Rows [offset, offset + B) of draws made from `generator` for a batch of `total` rows.
+
+    Training splits a global batch across processes and accumulation steps (see
+    training.py); a sampler run on one share with a RowShare meets, row for row, the
+    noise it would meet in the whole batch, so the split does not change the result.
+    """
+    generator: torch.Generator
+    offset: int
+    total: int
+
+    def randn(self, shape: torch.Size) -> torch.Tensor:
+        """Standard normal draws of `shape` [B, ...]: this share's rows of [total, ...]."""
+        whole = torch.randn((self.total, *shape[1:]), generator=self.generator, dtype=torch.float32)
+        return whole[self.offset:self.offset + shape[0]]
+
+
+def _gaussian(like: torch.Tensor, generator: torch.Generator | RowShare,
+              scale: torch.Tensor | None = None) -> torch.Tensor:
+    if isinstance(generator, RowShare):
+        z = generator.randn(like.shape).to(like.device, like.dtype)
+    else:
+        z = torch.randn(like.shape, generator=generator, dtype=torch.float32).to(like.device, like.dtype)
     return z if scale is None else z * scale
 
 
@@ -40,7 +64,7 @@ def _estimates(x: torch.Tensor, eps: torch.Tensor, alpha_bar: torch.Tensor,
     return (x - a * x0) / s, x0
 
 
-def ddpm(denoise: Denoiser, schedule: Schedule, noise: torch.Tensor, generator: torch.Generator,
+def ddpm(denoise: Denoiser, schedule: Schedule, noise: torch.Tensor, generator: torch.Generator | RowShare,
          on_step: StepCallback = None, noise_scale: torch.Tensor | None = None,
          project: Projection = None) -> torch.Tensor:
     """Ancestral DDPM sampling (DiffWave Algorithm 2), one network call per step.
@@ -66,7 +90,7 @@ def ddpm(denoise: Denoiser, schedule: Schedule, noise: torch.Tensor, generator: 
     return x
 
 
-def ddim(denoise: Denoiser, schedule: Schedule, noise: torch.Tensor, generator: torch.Generator,
+def ddim(denoise: Denoiser, schedule: Schedule, noise: torch.Tensor, generator: torch.Generator | RowShare,
          on_step: StepCallback = None, eta: float = 0.0, noise_scale: torch.Tensor | None = None,
          project: Projection = None) -> torch.Tensor:
     """DDIM (Song et al. 2021): deterministic for eta = 0, ancestral-like for eta = 1.

@@ -224,7 +224,7 @@ class Trainer:
                                           offset, self.global_batch, std=std,
                                           stft_weight=cfg.stft_loss_weight)
                     if cfg.infer_loss_weight > 0:
-                        term = self._infer_loss(audio, mel, std, generator)
+                        term = self._infer_loss(audio, mel, std, generator, offset)
                         loss = loss + cfg.infer_loss_weight * term
                         infer_total += term.detach().float()
                 self.scaler.scale(loss / len(batches)).backward()
@@ -257,11 +257,13 @@ class Trainer:
         return float("nan"), float("nan")
 
     def _infer_loss(self, audio: torch.Tensor, mel: torch.Tensor, std: torch.Tensor | None,
-                    generator: torch.Generator) -> torch.Tensor:
-        """InferGrad's term for crops audio [B, 1, segment] and their mel (see infer_loss.py)."""
+                    generator: torch.Generator, offset: int) -> torch.Tensor:
+        """InferGrad's term for crops audio [B, 1, segment] and their mel (see infer_loss.py),
+        rows [offset, offset + B) of the global batch."""
         cfg = self.recipe.train
         return infer_loss(lambda x, level: self.objective(x, level, mel), audio, self.infer_schedule, generator,
-                          std=std, mel=mel if cfg.infer_gain_adjust else None, transform=self.mel)
+                          std=std, mel=mel if cfg.infer_gain_adjust else None, transform=self.mel,
+                          offset=offset, total=self.global_batch)
 
     def _crops(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Crops with context [B, 1, context + segment + context] -> (audio [B, 1, segment],

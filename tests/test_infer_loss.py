@@ -76,6 +76,25 @@ def test_gain_adjustment_runs_in_the_chain_when_given_the_mel():
     assert float(adjusted) < 0.8 * float(raw)  # matching the mel at each step brings the output closer
 
 
+def test_a_split_batch_meets_the_same_noise_as_the_whole():
+    """Shares of a batch of 4 (rows 0, 1-2, 3, as processes or accumulation steps take
+    them) give, weighted by their rows, the whole batch's loss; a share scored as a batch
+    of its own meets other noise."""
+    transform = MelSpectrogram(load_recipe(TINY).audio)
+    x0 = speech_like(batch=4, length=8192)
+    mel = transform(x0.squeeze(1))
+    std = torch.linspace(0.2, 1.0, x0.shape[-1]).expand_as(x0).contiguous()
+    halve = lambda x, level: 0.5 * x  # noqa: E731
+
+    def loss(rows: slice, **share) -> float:
+        return float(infer_loss(halve, x0[rows], SCHEDULE, torch.Generator().manual_seed(3), std=std[rows],
+                                mel=mel[rows], transform=transform, **share))
+    whole = loss(slice(0, 4))
+    parts = [(loss(slice(o, o + n), offset=o, total=4), n) for o, n in ((0, 1), (1, 2), (3, 1))]
+    assert sum(value * n for value, n in parts) / 4 == pytest.approx(whole, rel=1e-5)
+    assert loss(slice(1, 3)) != pytest.approx(parts[1][0], rel=1e-3)
+
+
 def test_the_gradient_flows_through_every_step():
     x0 = speech_like()
     scale = torch.tensor(0.5, requires_grad=True)

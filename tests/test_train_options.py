@@ -45,13 +45,20 @@ def test_fp16_needs_cuda(tmp_path, synth_folder):
         Trainer(recipe_for(synth_folder, precision="fp16"), tmp_path, device="cpu", progress=False)
 
 
-def test_gradient_accumulation_equals_the_larger_batch(tmp_path, synth_folder):
-    run(recipe_for(synth_folder, batch_size=2, grad_accum=2, max_steps=3), tmp_path / "accum")
-    run(recipe_for(synth_folder, batch_size=4, max_steps=3), tmp_path / "whole")
+@pytest.mark.parametrize("extra, atol", [
+    ((), 2e-5),
+    # the chain through 2 gain-adjusted steps rounds differently split; Adam turns that into
+    # weight differences up to 6e-5 after 3 steps (5e-3 when the chain noise was drawn per share)
+    (("train.infer_loss_weight=0.5", "train.infer_steps=2", "train.infer_gain_adjust=true"), 2e-4),
+], ids=["noise-loss", "infer-loss"])
+def test_gradient_accumulation_equals_the_larger_batch(tmp_path, synth_folder, extra, atol):
+    """Each crop meets the same noise split or whole: the infer loss's chain noise too (infer_loss.py)."""
+    run(recipe_for(synth_folder, *extra, batch_size=2, grad_accum=2, max_steps=3), tmp_path / "accum")
+    run(recipe_for(synth_folder, *extra, batch_size=4, max_steps=3), tmp_path / "whole")
     a = load_checkpoint(tmp_path / "accum" / "step-00000003.pt")
     b = load_checkpoint(tmp_path / "whole" / "step-00000003.pt")
     for key in a["model"]:
-        torch.testing.assert_close(a["model"][key], b["model"][key], rtol=1e-4, atol=2e-5, msg=key)
+        torch.testing.assert_close(a["model"][key], b["model"][key], rtol=1e-4, atol=atol, msg=key)
     la = [r["loss"] for r in records(tmp_path / "accum") if "loss" in r]
     lb = [r["loss"] for r in records(tmp_path / "whole") if "loss" in r]
     assert la == pytest.approx(lb, rel=1e-5)
