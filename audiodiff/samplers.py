@@ -44,10 +44,9 @@ class RowShare:
 
 def _gaussian(like: torch.Tensor, generator: torch.Generator | RowShare,
               scale: torch.Tensor | None = None) -> torch.Tensor:
-    if isinstance(generator, RowShare):
-        z = generator.randn(like.shape).to(like.device, like.dtype)
-    else:
-        z = torch.randn(like.shape, generator=generator, dtype=torch.float32).to(like.device, like.dtype)
+    """Draws shaped like `like` [B, ...] (a plain generator is the share of all B rows), times `scale`."""
+    share = generator if isinstance(generator, RowShare) else RowShare(generator, 0, like.shape[0])
+    z = share.randn(like.shape).to(like.device, like.dtype)
     return z if scale is None else z * scale
 
 
