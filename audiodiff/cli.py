@@ -39,6 +39,7 @@ def train(
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe value: section.key=value (repeatable).")] = None,
     device: DeviceOpt = "auto",
     seed: Annotated[Optional[int], typer.Option(help="Seed (overrides train.seed).")] = None,
+    init: Annotated[Optional[Path], typer.Option(help="A new run starts from this checkpoint's weights (a fine-tune, e.g. of audiodiff/pretrained/vocoder.pt); its step count goes on, the optimiser starts fresh.")] = None,
 ) -> None:
     """Train a model from a recipe; resumes from the newest checkpoint in --out. Under torchrun, data-parallel."""
     from audiodiff.distributed import is_main_process
@@ -54,7 +55,7 @@ def train(
     parsed = load_recipe(recipe, overrides)
     out = out or Path("runs") / recipe.stem
     try:
-        last = run_training(parsed, out, device=device, console=err)
+        last = run_training(parsed, out, device=device, console=err, init=init)
     except KeyboardInterrupt:
         err.print("Interrupted; re-run the same command to resume.")
         raise typer.Exit(130) from None
@@ -352,6 +353,7 @@ def schedule_search(
     checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="Vocoder checkpoint (.pt) to search schedules for.")],
     steps: Annotated[str, typer.Option(help="Comma-separated step counts.")] = "2,3,4,6",
     metric: Annotated[str, typer.Option(help="pesq (PESQ wideband, higher is better), logmel or mrstft (lower is better).")] = "pesq",
+    guard: Annotated[Optional[str], typer.Option(help="Comma-separated metrics a schedule must not lose on against the recipe's fast schedule (lmnt's 6 steps), e.g. logmel: one that does not is chosen only if none does.")] = None,
     budget_minutes: Annotated[float, typer.Option(help="Time budget for the whole search, shared by step count.")] = 10.0,
     out: Annotated[Optional[Path], typer.Option(help="Checkpoint to write (default: CKPT's name + .searched.pt).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Allow --out to be the input checkpoint.")] = False,
@@ -368,11 +370,13 @@ def schedule_search(
     from audiodiff.checkpoint import load_checkpoint, save_searched_copy
     from audiodiff.evaluation.evaluate import collect_audio, parse_steps
     from audiodiff.inference import Vocoder, set_cpu_threads
-    from audiodiff.schedule_search import METRICS, ClipScorer, search
+    from audiodiff.schedule_search import METRICS, ClipScorer, check_metric, search
 
     set_cpu_threads(threads)
-    if metric not in METRICS:
-        raise AudiodiffError(f"--metric {metric!r}: choose one of {', '.join(METRICS)}")
+    check_metric(metric, "--metric")
+    guards = [g.strip() for g in (guard or "").split(",") if g.strip()]
+    for name in guards:
+        check_metric(name, "--guard")
     target = out or checkpoint.with_name(f"{checkpoint.stem}.searched.pt")
     if target.resolve() == checkpoint.resolve() and not overwrite:
         raise AudiodiffError(f"--out {target} is the input checkpoint; pass --overwrite to replace it")
@@ -383,9 +387,10 @@ def schedule_search(
     vocoder = Vocoder.from_checkpoint_data(data, str(checkpoint), device)
     files = collect_audio(clips)
     audio = [load_audio(f, vocoder.sample_rate) for f in files]
-    scorer = ClipScorer(vocoder, audio, metric, seed=seed, gain_adjust=gain_adjust)
+    scorer = ClipScorer(vocoder, audio, metric, seed=seed, gain_adjust=gain_adjust, guard=guards)
     mode = "with mel gain adjustment" if scorer.gain_adjust else "raw (no gain adjustment)"
-    err.print(f"Searching {steps} steps on {len(files)} clip(s) by {METRICS[metric][1]}, {mode}, "
+    guarded = f", guard {', '.join(scorer.guard)} (no worse than the fast schedule)" if scorer.guard else ""
+    err.print(f"Searching {steps} steps on {len(files)} clip(s) by {METRICS[metric][1]}{guarded}, {mode}, "
               f"budget {budget_minutes:g} min", highlight=False)
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err) as progress:
         task = progress.add_task("search", total=1.0)
@@ -394,14 +399,20 @@ def schedule_search(
     save_searched_copy(data, target, {r.steps: r.best for r in results}, default_steps)
     table = Table(title=f"{METRICS[metric][1]} ({'higher' if scorer.higher_is_better else 'lower'} is better), "
                         f"mean over {len(files)} search clip(s), {mode}")
-    for name in ("steps", "searched betas", "sampler", "searched", "default rule", "train sub-sampled", "DDIM", "tried"):
+    bounds = scorer.bounds()
+    guard_columns = [f"searched {g} (fast {bounds[g]:.4f})" for g in scorer.guard]
+    for name in ("steps", "searched betas", "sampler", "searched", "default rule", "train sub-sampled", "DDIM",
+                 *guard_columns, "tried"):
         table.add_column(name, justify="right" if name not in ("searched betas", "sampler") else "left")
     for r in results:
         b = r.best
         table.add_row(str(r.steps), ", ".join(f"{x:.3g}" for x in b.betas),
                       b.sampler + (f" eta {b.eta:.2f}" if b.sampler == "ddim" else ""), f"{b.score:.3f}",
-                      *(f"{r.baselines[k]:.3f}" for k in ("default", "train-subsampled", "ddim")), str(r.evaluations))
+                      *(f"{r.baselines[k]:.3f}" for k in ("default", "train-subsampled", "ddim")),
+                      *(f"{r.guard[g]:.4f}" + ("" if r.guard_met else " ✗") for g in scorer.guard), str(r.evaluations))
     Console().print(table)
+    if any(not r.guard_met for r in results):
+        err.print("✗: no schedule tried at that step count met the guard; the best by the metric is stored")
     err.print(f"Wrote {target} (the default rule at 6 steps is the recipe's fast schedule, lmnt's)", highlight=False)
 
 

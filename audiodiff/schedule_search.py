@@ -18,6 +18,13 @@ chose its 6 iterations by grid search). For each step count the search:
 
 Every candidate is scored with the same noise (one seed), so differences between
 candidates are the schedule's, not the noise's. Scores are means over the clips.
+
+Guard metrics (`--guard logmel`): fewer steps should not buy one metric at the cost of
+another. With guards, every candidate is also scored by them, and one that is at least
+as good as the recipe's fast schedule (lmnt's 6 steps, DDPM) on every guard beats one
+that is not; among candidates alike in that, the metric decides. (At 4 steps the
+schedule the best PESQ comes from, a last step at beta 1e-4, leaves more noise in the
+mel than a smaller one: the trade a guard makes explicit.)
 """
 from __future__ import annotations
 
@@ -59,13 +66,35 @@ class Candidate:
         return cls(tuple(float(b) for b in schedule.betas), sampler, eta)
 
 
+Scores = dict[str, float]  # metric name -> mean over the clips
+
+
 @dataclass
 class StepResult:
-    """What the search found for one step count, with the baselines' scores."""
+    """What the search found for one step count, with the baselines' scores (by the
+    metric); `guard`: the found schedule's guard scores, `guard_met` whether they are
+    all at least as good as the fast schedule's (True without guards)."""
     steps: int
     best: SearchedSchedule
     baselines: dict[str, float] = field(default_factory=dict)
     evaluations: int = 0
+    guard: Scores = field(default_factory=dict)
+    guard_met: bool = True
+
+
+def check_metric(name: str, option: str) -> None:
+    """A one-line error naming `option` unless `name` is one of METRICS."""
+    if name not in METRICS:
+        raise AudiodiffError(f"{option} {name!r}: choose one of {', '.join(METRICS)}")
+
+
+def _better(metric: str, a: float, b: float) -> bool:
+    """Is score a of `metric` strictly better than b (NaN is never better)?"""
+    if not math.isfinite(a):
+        return False
+    if not math.isfinite(b):
+        return True
+    return a > b if METRICS[metric][0] else a < b
 
 
 class ClipScorer:
@@ -74,45 +103,75 @@ class ClipScorer:
     clips: waveforms [samples] at the vocoder's rate; their mels are computed once.
     `gain_adjust` as in `Vocoder.vocode` (None: the checkpoint's setting); never
     refinement: the search ranks schedules, and refinement would blur their differences.
+    `guard`: metrics a candidate must not lose on against the recipe's fast schedule
+    (see the module's docstring); their bounds are scored once, on first use.
     """
 
     def __init__(self, vocoder: Vocoder, clips: Sequence[torch.Tensor], metric: str, seed: int = 0,
-                 gain_adjust: bool | None = None):
-        if metric not in METRICS:
-            raise AudiodiffError(f"--metric {metric!r}: choose one of {', '.join(METRICS)}")
+                 gain_adjust: bool | None = None, guard: Sequence[str] = ()):
+        check_metric(metric, "--metric")
+        for name in guard:
+            check_metric(name, "--guard")
         self.vocoder, self.metric, self.seed = vocoder, metric, seed
+        self.guard = tuple(g for g in dict.fromkeys(guard) if g != metric)
         self.gain_adjust = vocoder.consistency_settings(gain_adjust, 0)[0]  # resolved: recorded with the result
         self.higher_is_better = METRICS[metric][0]
         self.clips = [torch.as_tensor(c, dtype=torch.float32).reshape(-1) for c in clips]
         self.mels = [vocoder.mel(c).cpu() for c in self.clips]
         sr = vocoder.sample_rate
-        self.refs_16k = [to_metric_rate(c, sr) for c in self.clips] if metric == "pesq" else None
+        self.refs_16k = [to_metric_rate(c, sr) for c in self.clips] if "pesq" in (metric, *self.guard) else None
+        self._bounds: Scores | None = None
 
     def score(self, candidate: Candidate) -> float:
-        """Mean score over the clips (NaN clips, e.g. no speech for PESQ, are left out)."""
-        values = []
+        """Mean score by the metric over the clips (NaN clips, e.g. no speech for PESQ, are left out)."""
+        return self.score_all(candidate)[self.metric]
+
+    def score_all(self, candidate: Candidate) -> Scores:
+        """Mean scores by the metric and each guard, from one vocoding of each clip."""
+        names = (self.metric, *self.guard)
+        values: dict[str, list[float]] = {name: [] for name in names}
         for i, (clip, mel) in enumerate(zip(self.clips, self.mels)):
             out = self.vocoder.vocode(mel, schedule=Schedule.from_betas(candidate.betas),
                                       sampler=candidate.sampler, eta=candidate.eta,
                                       seed=self.seed, gain_adjust=self.gain_adjust, refine=0)[:clip.shape[-1]]
-            values.append(self._one(i, clip, out))
-        values = [v for v in values if math.isfinite(v)]
-        return float(np.mean(values)) if values else float("nan")
+            for name in names:
+                values[name].append(self._one(name, i, clip, out))
+        return {name: _finite_mean(v) for name, v in values.items()}
 
-    def _one(self, i: int, clip: torch.Tensor, out: torch.Tensor) -> float:
-        if self.metric == "pesq":
+    def _one(self, metric: str, i: int, clip: torch.Tensor, out: torch.Tensor) -> float:
+        if metric == "pesq":
             return pesq_wb(self.refs_16k[i], to_metric_rate(out, self.vocoder.sample_rate))
-        if self.metric == "logmel":
+        if metric == "logmel":
             return log_mel_distance(clip, out, self.vocoder.recipe.audio)
         return mr_stft_distance(clip, out)
 
     def better(self, a: float, b: float) -> bool:
-        """Is score a strictly better than b (NaN is never better)?"""
-        if not math.isfinite(a):
-            return False
-        if not math.isfinite(b):
-            return True
-        return a > b if self.higher_is_better else a < b
+        """Is score a (by the metric) strictly better than b (NaN is never better)?"""
+        return _better(self.metric, a, b)
+
+    def bounds(self) -> Scores:
+        """The recipe's fast schedule's scores by the guards (empty without guards)."""
+        if self._bounds is None:
+            fast = Candidate.of(Schedule.from_betas(self.vocoder.recipe.diffusion.fast_betas))
+            self._bounds = self.score_all(fast) if self.guard else {}
+        return {name: self._bounds[name] for name in self.guard}
+
+    def meets_guard(self, scores: Scores) -> bool:
+        """Is every guard score at least as good as the fast schedule's?"""
+        return all(not _better(name, bound, scores[name]) for name, bound in self.bounds().items())
+
+    def preferred(self, a: Scores, b: Scores) -> bool:
+        """Is a strictly preferred to b: it meets the guard and b does not, or both alike
+        in that and a better by the metric?"""
+        meets_a, meets_b = self.meets_guard(a), self.meets_guard(b)
+        if meets_a != meets_b:
+            return meets_a
+        return self.better(a[self.metric], b[self.metric])
+
+
+def _finite_mean(values: list[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
 
 
 def baseline_candidates(vocoder: Vocoder, steps: int) -> dict[str, Candidate]:
@@ -156,10 +215,11 @@ def search_steps(scorer: ClipScorer, steps: int, budget_s: float, seed: int = 0,
     too small for anything else); each later candidate starts only if it can finish
     in the time left, judging by the slowest candidate so far.
     """
+    scorer.bounds()  # the guards' bounds, if any: scored once per scorer (search() counts it in the budget)
     start = time.perf_counter()
     rng = np.random.default_rng([seed, steps])
     n_evals, slowest = 0, 0.0
-    best, best_score = None, float("nan")
+    best, best_scores = None, {}
 
     def spent() -> float:
         return time.perf_counter() - start
@@ -168,17 +228,19 @@ def search_steps(scorer: ClipScorer, steps: int, budget_s: float, seed: int = 0,
         return spent() + slowest <= budget_s
 
     def consider(candidate: Candidate) -> float:
-        nonlocal best, best_score, n_evals, slowest
+        nonlocal best, best_scores, n_evals, slowest
         t0 = time.perf_counter()
-        value = scorer.score(candidate)
+        scores = scorer.score_all(candidate)
         slowest = max(slowest, time.perf_counter() - t0)
         n_evals += 1
-        if best is None or scorer.better(value, best_score):
-            best, best_score = candidate, value
+        if best is None or scorer.preferred(scores, best_scores):
+            best, best_scores = candidate, scores
         if on_progress is not None:
+            guarded = "" if not scorer.guard else " (guard met)" if scorer.meets_guard(best_scores) else " (guard not met)"
             on_progress(min(1.0, spent() / budget_s) if budget_s > 0 else 1.0,
-                        f"{steps} steps: best {scorer.metric} {best_score:.3f} ({n_evals} tried)")
-        return value
+                        f"{steps} steps: best {scorer.metric} {best_scores[scorer.metric]:.3f}{guarded} "
+                        f"({n_evals} tried)")
+        return scores[scorer.metric]
 
     baselines = {name: consider(c) for name, c in baseline_candidates(scorer.vocoder, steps).items()}
     stored = scorer.vocoder.searched.get(steps)
@@ -203,8 +265,9 @@ def search_steps(scorer: ClipScorer, steps: int, budget_s: float, seed: int = 0,
             if failures >= SHRINK_AFTER:
                 spread, failures = spread * 0.7, 0
     found = SearchedSchedule(betas=best.betas, sampler=best.sampler, eta=best.eta, metric=scorer.metric,
-                             score=best_score, clips=len(scorer.clips), gain_adjust=scorer.gain_adjust)
-    return StepResult(steps, found, baselines, n_evals)
+                             score=best_scores[scorer.metric], clips=len(scorer.clips), gain_adjust=scorer.gain_adjust)
+    guard = {name: best_scores[name] for name in scorer.guard}
+    return StepResult(steps, found, baselines, n_evals, guard, scorer.meets_guard(best_scores))
 
 
 def search(scorer: ClipScorer, step_counts: Sequence[int], budget_s: float, seed: int = 0,
@@ -215,6 +278,7 @@ def search(scorer: ClipScorer, step_counts: Sequence[int], budget_s: float, seed
     if not counts or counts[0] < 1:
         raise AudiodiffError("--steps must list positive step counts, e.g. 2,3,4,6")
     start = time.perf_counter()
+    scorer.bounds()  # one vocoding with the fast schedule when there are guards
     results = []
     for i, n in enumerate(counts):
         done = time.perf_counter() - start

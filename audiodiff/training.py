@@ -81,8 +81,10 @@ class Trainer:
     """
 
     def __init__(self, recipe: Recipe, out_dir: str | Path, device: str = "auto",
-                 console: Console | None = None, progress: bool = True, dist: DistContext | None = None):
+                 console: Console | None = None, progress: bool = True, dist: DistContext | None = None,
+                 init: str | Path | None = None):
         self.recipe, self.out = recipe, Path(out_dir)
+        self.init = Path(init) if init is not None else None  # weights a new run starts from (see start_from)
         self.dist = dist or DistContext(resolve_device(device))
         self.device = self.dist.device
         self.console = (console or Console(stderr=True)) if self.dist.is_main else Console(quiet=True)
@@ -128,11 +130,8 @@ class Trainer:
         if path is None:
             return
         data = load_checkpoint(path)
-        saved = data["recipe_obj"]
-        for section in ("audio", "model", "diffusion"):
-            if getattr(saved, section) != getattr(self.recipe, section):
-                raise AudiodiffError(f"{self.out}: holds a run with different [{section}] settings; "
-                                     f"use another --out or the original recipe")
+        self._check_sections(data, f"{self.out}: holds a run with different [{{section}}] settings; "
+                                   f"use another --out or the original recipe")
         self.network.load_state_dict(data["model"])
         self.ema.load_state_dict(data["ema"])
         if data["optimizer"] is not None:
@@ -147,6 +146,28 @@ class Trainer:
         if before is not None and before != self.global_batch:
             self._warn(f"the global batch changes from {before} to {self.global_batch} crops per step "
                        f"(batch_size x processes x grad_accum): the run no longer follows its first curve")
+
+    def start_from(self, path: Path) -> None:
+        """Begin a new run from another checkpoint's EMA weights (the ones inference uses;
+        an exported file holds only those): a fine-tune, e.g. of the shipped vocoder on
+        another speaker. The network and its EMA both start from them, the step count goes
+        on from the checkpoint's (so the rate schedule and max_steps count total training),
+        and the optimiser starts fresh. [audio], [model] and [diffusion] must match the recipe."""
+        data = load_checkpoint(path)
+        self._check_sections(data, f"--init {path}: a model with different [{{section}}] settings from the "
+                                   f"recipe's; fine-tune with the recipe it was trained with")
+        weights = {k: v.float() if v.is_floating_point() else v for k, v in data["ema"].items()}
+        self.network.load_state_dict(weights)
+        self.ema.load_state_dict(weights)
+        self.step = data["step"]
+        self.console.print(f"Starting from {path} (step {self.step}, its EMA weights; a fresh optimiser)")
+
+    def _check_sections(self, data: dict, message: str) -> None:
+        """Refuse a checkpoint whose [audio], [model] or [diffusion] differ from the recipe's:
+        `message` is formatted with the first such `section`."""
+        for section in ("audio", "model", "diffusion"):
+            if getattr(data["recipe_obj"], section) != getattr(self.recipe, section):
+                raise AudiodiffError(message.format(section=section))
 
     def _truncate_metrics(self) -> None:
         """Drop log records written after the checkpoint we resume from (a killed run's tail)."""
@@ -320,9 +341,14 @@ class Trainer:
     def run(self) -> Path | None:
         """Train to `train.max_steps`; returns the last checkpoint written."""
         cfg = self.recipe.train
+        self.resume()
+        if self.init is not None:
+            if self.step == 0:
+                self.start_from(self.init)
+            else:
+                self.console.print(f"--init {self.init} ignored: the run folder has its own checkpoint")
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-        self.resume()
         if not self.dist.same_everywhere(self.step):
             raise AudiodiffError(f"{self.out}: the processes found different checkpoints there; on several "
                                  f"nodes the run folder must be on a file system they all share")
@@ -420,14 +446,15 @@ def _raise_interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
 
 
 def train(recipe: Recipe, out_dir: str | Path, device: str = "auto", console: Console | None = None,
-          progress: bool = True) -> Path | None:
-    """Train (or resume) a run; returns the path of its last checkpoint.
+          progress: bool = True, init: str | Path | None = None) -> Path | None:
+    """Train (or resume) a run; returns the path of its last checkpoint. A new run (no
+    checkpoint in `out_dir`) starts from `init`'s weights when given (Trainer.start_from).
 
     Started by torchrun, this process joins the data-parallel run (see distributed.py)
     and leaves it at the end.
     """
     ctx = init_distributed(device)
     try:
-        return Trainer(recipe, out_dir, console=console, progress=progress, dist=ctx).run()
+        return Trainer(recipe, out_dir, console=console, progress=progress, dist=ctx, init=init).run()
     finally:
         shutdown(ctx)

@@ -114,8 +114,9 @@ def run_main(monkeypatch, capsys):
     return call
 
 
-def train_run(recipe, out: Path) -> tuple[Path, str]:
-    """Train (or resume) `recipe` in `out` on the CPU, quietly; returns (last checkpoint, console text)."""
+def train_run(recipe, out: Path, init: Path | None = None) -> tuple[Path, str]:
+    """Train (or resume) `recipe` in `out` on the CPU, quietly (a new run from `init`'s
+    weights when given); returns (last checkpoint, console text)."""
     import io
 
     from rich.console import Console
@@ -123,7 +124,7 @@ def train_run(recipe, out: Path) -> tuple[Path, str]:
     from audiodiff.training import Trainer
 
     log = io.StringIO()
-    last = Trainer(recipe, out, device="cpu", console=Console(file=log, width=300), progress=False).run()
+    last = Trainer(recipe, out, device="cpu", console=Console(file=log, width=300), progress=False, init=init).run()
     return last, log.getvalue()
 
 

@@ -82,9 +82,9 @@ class _ClockedScorer(ClipScorer):
         super().__init__(vocoder, [torch.zeros(512)], "logmel")
         self.clock, self.cost, self.rng = clock, cost, np.random.default_rng(0)
 
-    def score(self, candidate):
+    def score_all(self, candidate):
         self.clock[0] += self.cost * len(candidate.betas) / 2
-        return float(self.rng.random())
+        return {"logmel": float(self.rng.random())}
 
 
 def test_search_stays_within_its_budget(monkeypatch, tiny_ckpt):
@@ -107,9 +107,9 @@ class _ListingScorer(ClipScorer):
         super().__init__(vocoder, [torch.zeros(512)], "logmel")
         self.best, self.seen = best, []
 
-    def score(self, candidate):
+    def score_all(self, candidate):
         self.seen.append(candidate)
-        return 0.0 if candidate == self.best else 1.0
+        return {"logmel": 0.0 if candidate == self.best else 1.0}
 
 
 def test_search_again_starts_from_the_stored_schedule(tmp_path, tiny_ckpt):
@@ -126,6 +126,64 @@ def test_search_again_starts_from_the_stored_schedule(tmp_path, tiny_ckpt):
     plain = _ListingScorer(Vocoder.from_checkpoint(tiny_ckpt), want)
     (result,) = search(plain, [3], budget_s=0.0)
     assert result.evaluations == 3 and want not in plain.seen
+
+
+class _TradeScorer(ClipScorer):
+    """MR-STFT guarded by log-mel, from a table: the fast (6-step) schedule scores
+    mrstft 1.0 / logmel 0.5; a 3-step schedule whose last step has beta < 5e-5 gives
+    0.3 / 0.4 (meets the guard); the 3-step default rule (beta 1e-4 there) the best
+    mrstft, 0.1, but logmel 0.6; anything else 0.9 / `other_logmel`. Candidates cost
+    1 s of a fake clock."""
+
+    def __init__(self, vocoder, clock, guard=("logmel",), other_logmel=0.7, small_last=0.4):
+        super().__init__(vocoder, [torch.zeros(512)], "mrstft", guard=guard)
+        self.clock, self.other_logmel, self.small_last = clock, other_logmel, small_last
+
+    def score_all(self, candidate):
+        self.clock[0] += 1.0
+        if len(candidate.betas) == 6:
+            return {"mrstft": 1.0, "logmel": 0.5}
+        if candidate.betas[0] < 5e-5:
+            return {"mrstft": 0.3, "logmel": self.small_last}
+        if candidate == Candidate.of(inference_schedule(self.vocoder.recipe.diffusion, 3)):
+            return {"mrstft": 0.1, "logmel": 0.6}
+        return {"mrstft": 0.9, "logmel": self.other_logmel}
+
+
+def test_guard_keeps_the_best_schedule_that_does_not_lose_to_the_fast_one(monkeypatch, tiny_ckpt):
+    import audiodiff.schedule_search as module
+
+    clock = [0.0]
+    monkeypatch.setattr(module.time, "perf_counter", lambda: clock[0])
+    vocoder = Vocoder.from_checkpoint(tiny_ckpt)
+    (plain,) = search(_TradeScorer(vocoder, clock, guard=()), [3], budget_s=30.0)
+    assert plain.best.score == 0.1 and plain.guard == {} and plain.guard_met  # the metric alone: the default rule
+    scorer = _TradeScorer(vocoder, clock)
+    assert scorer.bounds() == {"logmel": 0.5}
+    (guarded,) = search(scorer, [3], budget_s=30.0)
+    assert guarded.best.betas[0] < 5e-5 and guarded.best.score == 0.3  # the grid's first beta 1e-5
+    assert guarded.guard == {"logmel": 0.4} and guarded.guard_met
+    assert guarded.baselines["default"] == 0.1  # the baselines are still reported by the metric
+    # a tie with the fast schedule meets the guard; when nothing meets it, the metric decides
+    (tied,) = search(_TradeScorer(vocoder, clock, small_last=0.5), [3], budget_s=30.0)
+    assert tied.guard_met and tied.best.score == 0.3
+    (unmet,) = search(_TradeScorer(vocoder, clock, small_last=0.55), [3], budget_s=30.0)
+    assert not unmet.guard_met and unmet.best.score == 0.1 and unmet.guard == {"logmel": 0.6}
+
+
+def test_guard_scores_come_from_the_same_vocoding(tiny_ckpt, clips):
+    vocoder = Vocoder.from_checkpoint(tiny_ckpt)
+    audio = [torch.from_numpy(sf.read(p, dtype="float32")[0]) for p in clips]
+    scorer = ClipScorer(vocoder, audio, "logmel", guard=["mrstft", "logmel"])
+    assert scorer.guard == ("mrstft",)  # the metric itself is no guard
+    candidate = Candidate(geometric(1e-4, 0.5, 3))
+    both = scorer.score_all(candidate)
+    assert set(both) == {"logmel", "mrstft"} and both["logmel"] == pytest.approx(scorer.score(candidate))
+    assert both["mrstft"] == pytest.approx(ClipScorer(vocoder, audio, "mrstft").score(candidate))
+    fast = Candidate.of(inference_schedule(vocoder.recipe.diffusion, 6))
+    assert scorer.bounds() == {"mrstft": pytest.approx(scorer.score_all(fast)["mrstft"])}
+    with pytest.raises(AudiodiffError, match="--guard 'snr'"):
+        ClipScorer(vocoder, audio, "logmel", guard=["snr"])
 
 
 def test_stored_schedule_is_used_and_reloaded(tmp_path, tiny_ckpt):
@@ -206,6 +264,20 @@ def test_cli_search_bad_checkpoint_one_line(tmp_path, tiny_ckpt, clips, run_main
     assert message in result.stderr and str(bad) in result.stderr.replace("\n", "")
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
     assert not (tmp_path / "o.pt").exists()
+
+
+def test_cli_search_with_a_guard_reports_it(tmp_path, tiny_ckpt, clips, run_main):
+    out = tmp_path / "g.pt"
+    result = run_main("schedule", "search", "-c", tiny_ckpt, *clips, "--steps", "2", "--metric", "mrstft",
+                      "--guard", "logmel", "--budget-minutes", "0.01", "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "guard logmel (no worse than the fast schedule)" in result.stderr
+    assert "searched logmel (fast " in result.stdout  # the guard's column, with the fast schedule's score
+    assert "best mrstft" in result.stderr and "guard" in result.stderr.split("best mrstft")[-1]
+    assert sorted(load_checkpoint(out)["schedules_obj"]) == [2]
+    bad = run_main("schedule", "search", "-c", tiny_ckpt, *clips, "--guard", "logmel,snr", "--out", tmp_path / "b.pt")
+    assert bad.returncode == 2 and "--guard 'snr'" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "b.pt").exists()
 
 
 def test_cli_search_refuses_to_overwrite_input(tiny_ckpt, clips, run_main):

@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from audiodiff.checkpoint import load_checkpoint
+from audiodiff.checkpoint import export_inference_copy, load_checkpoint
 from audiodiff.errors import AudiodiffError
 from audiodiff.recipe import load_recipe
 from audiodiff.training import Trainer
@@ -115,6 +115,42 @@ def test_train_settings_may_change_on_resume(tmp_path, synth_folder):
     run(recipe_for(synth_folder, max_steps=2), tmp_path)
     last, text = run(recipe_for(synth_folder, max_steps=3, learning_rate=5e-4), tmp_path)
     assert "Resuming from step 2" in text and last.name == "step-00000003.pt"
+
+
+def test_init_fine_tunes_an_exported_model(tmp_path, synth_folder):
+    run(recipe_for(synth_folder, max_steps=3), tmp_path / "base")
+    exported = export_inference_copy(load_checkpoint(tmp_path / "base" / "step-00000003.pt"), tmp_path / "model.pt")
+    ema = load_checkpoint(exported)["ema"]  # float16: what the file holds
+    recipe = recipe_for(synth_folder, max_steps=5, checkpoint_every=1)
+    trainer = Trainer(recipe, tmp_path / "probe", device="cpu", progress=False)
+    trainer.start_from(exported)
+    assert trainer.step == 3
+    for key, value in ema.items():  # both start from the exported weights, cast back to float32
+        assert trainer.network.state_dict()[key].dtype == torch.float32
+        assert torch.equal(trainer.network.state_dict()[key], value.float())
+        assert torch.equal(trainer.ema.state_dict()[key], value.float())
+    out = tmp_path / "tuned"
+    last, text = run(recipe, out, init=exported)
+    assert f"Starting from {exported} (step 3" in text and last == out / "step-00000005.pt"
+    assert sorted(losses(out)) == [4, 5]  # the step count goes on from the model's
+    tuned = load_checkpoint(last)["model"]
+    moved = max(float((tuned[k] - v.float()).abs().max()) for k, v in ema.items())
+    assert 0 < moved < 0.05  # two small steps away from the exported weights
+    # run again with more steps: the run folder's own checkpoint wins over --init
+    again, text = run(recipe_for(synth_folder, max_steps=6), out, init=exported)
+    assert "ignored" in text and "Resuming from step 5" in text and again == out / "step-00000006.pt"
+
+
+def test_init_refuses_another_model(tmp_path, synth_folder):
+    run(recipe_for(synth_folder, max_steps=2), tmp_path / "base")
+    other = recipe_for(synth_folder, "model.residual_channels=8", max_steps=4)
+    init = tmp_path / "base" / "step-00000002.pt"
+    with pytest.raises(AudiodiffError) as info:
+        run(other, tmp_path / "tuned", init=init)
+    assert str(info.value).startswith(f"--init {init}:") and "[model]" in str(info.value)
+    assert not list((tmp_path / "tuned").glob("step-*.pt"))
+    with pytest.raises(AudiodiffError, match="nothing.pt"):
+        run(other, tmp_path / "tuned", init=tmp_path / "nothing.pt")
 
 
 def test_validation_writes_samples_and_metric(tmp_path, synth_folder):
