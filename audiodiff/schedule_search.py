@@ -38,7 +38,7 @@ import torch
 
 from audiodiff.diffusion import SearchedSchedule, Schedule, inference_schedule, subsampled, training_schedule
 from audiodiff.errors import AudiodiffError
-from audiodiff.evaluation.metrics import log_mel_distance, mr_stft_distance, pesq_wb, to_metric_rate
+from audiodiff.evaluation.metrics import finite_mean, log_mel_distance, mr_stft_distance, pesq_wb, to_metric_rate
 from audiodiff.inference import Vocoder
 
 #: name -> (higher is better?, description)
@@ -104,7 +104,8 @@ class ClipScorer:
     `gain_adjust` as in `Vocoder.vocode` (None: the checkpoint's setting); never
     refinement: the search ranks schedules, and refinement would blur their differences.
     `guard`: metrics a candidate must not lose on against the recipe's fast schedule
-    (see the module's docstring); their bounds are scored once, on first use.
+    (its `fast_betas`, lmnt's 6 steps in the shipped recipes; see the module's
+    docstring); their bounds are scored once, on first use.
     """
 
     def __init__(self, vocoder: Vocoder, clips: Sequence[torch.Tensor], metric: str, seed: int = 0,
@@ -136,7 +137,7 @@ class ClipScorer:
                                       seed=self.seed, gain_adjust=self.gain_adjust, refine=0)[:clip.shape[-1]]
             for name in names:
                 values[name].append(self._one(name, i, clip, out))
-        return {name: _finite_mean(v) for name, v in values.items()}
+        return {name: finite_mean(v) for name, v in values.items()}
 
     def _one(self, metric: str, i: int, clip: torch.Tensor, out: torch.Tensor) -> float:
         if metric == "pesq":
@@ -150,15 +151,24 @@ class ClipScorer:
         return _better(self.metric, a, b)
 
     def bounds(self) -> Scores:
-        """The recipe's fast schedule's scores by the guards (empty without guards)."""
+        """The recipe's fast schedule's scores by the guards (empty without guards); a
+        one-line error if one is not finite (e.g. PESQ on clips with no speech)."""
         if self._bounds is None:
-            fast = Candidate.of(Schedule.from_betas(self.vocoder.recipe.diffusion.fast_betas))
+            fast = baseline_candidates(self.vocoder, len(self.vocoder.recipe.diffusion.fast_betas))["default"]
             self._bounds = self.score_all(fast) if self.guard else {}
+            for name in self.guard:
+                if not math.isfinite(self._bounds[name]):
+                    raise AudiodiffError(f"--guard {name}: the fast schedule's score on these clips is "
+                                         f"{self._bounds[name]}, no bound to hold; choose other clips or guards")
         return {name: self._bounds[name] for name in self.guard}
+
+    def holds(self, name: str, scores: Scores) -> bool:
+        """Is the guard `name`'s score at least as good as the fast schedule's?"""
+        return not _better(name, self.bounds()[name], scores[name])
 
     def meets_guard(self, scores: Scores) -> bool:
         """Is every guard score at least as good as the fast schedule's?"""
-        return all(not _better(name, bound, scores[name]) for name, bound in self.bounds().items())
+        return all(self.holds(name, scores) for name in self.guard)
 
     def preferred(self, a: Scores, b: Scores) -> bool:
         """Is a strictly preferred to b: it meets the guard and b does not, or both alike
@@ -167,11 +177,6 @@ class ClipScorer:
         if meets_a != meets_b:
             return meets_a
         return self.better(a[self.metric], b[self.metric])
-
-
-def _finite_mean(values: list[float]) -> float:
-    finite = [v for v in values if math.isfinite(v)]
-    return float(np.mean(finite)) if finite else float("nan")
 
 
 def baseline_candidates(vocoder: Vocoder, steps: int) -> dict[str, Candidate]:

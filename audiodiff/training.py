@@ -46,7 +46,7 @@ from audiodiff.data import (CropDataset, StepBatchSampler, ignore_stop_signals, 
 from audiodiff.diffusion import diffusion_loss, inference_schedule, training_schedule
 from audiodiff.distributed import DistContext, init_distributed, shutdown
 from audiodiff.errors import AudiodiffError, TrainingStopped
-from audiodiff.evaluation.metrics import log_mel_distance
+from audiodiff.evaluation.metrics import finite_mean, log_mel_distance
 from audiodiff.infer_loss import infer_loss
 from audiodiff.inference import FAST_STEPS, Generator, Vocoder, resolve_device
 from audiodiff.logging_tb import TensorBoardLog
@@ -156,9 +156,11 @@ class Trainer:
         data = load_checkpoint(path)
         self._check_sections(data, f"--init {path}: a model with different [{{section}}] settings from the "
                                    f"recipe's; fine-tune with the recipe it was trained with")
-        weights = {k: v.float() if v.is_floating_point() else v for k, v in data["ema"].items()}
-        self.network.load_state_dict(weights)
-        self.ema.load_state_dict(weights)
+        if data["step"] >= self.recipe.train.max_steps:
+            raise AudiodiffError(f"--init {path}: already trained {data['step']} steps, not fewer than "
+                                 f"train.max_steps {self.recipe.train.max_steps}; raise --max-steps")
+        self.network.load_state_dict(data["ema"])  # float16 exports are cast to the network's float32
+        self.ema.load_state_dict(data["ema"])
         self.step = data["step"]
         self.console.print(f"Starting from {path} (step {self.step}, its EMA weights; a fresh optimiser)")
 
@@ -381,10 +383,10 @@ class Trainer:
                     sps = (self.step - steps_at_start) / (time.perf_counter() - t_start)
                     progress.update(task, completed=self.step, loss=loss, sps=sps)
                     if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
-                        record = {"step": self.step, "loss": _mean(window), "grad_norm": norm,
+                        record = {"step": self.step, "loss": finite_mean(window), "grad_norm": norm,
                                   "learning_rate": lr, "steps_per_s": sps}
                         if cfg.infer_loss_weight > 0:
-                            record["infer_loss"] = _mean(infer_window)
+                            record["infer_loss"] = finite_mean(infer_window)
                         self._log(record)
                         self.tb.scalars(self.step, {f"train/{k}": v for k, v in record.items() if k != "step"})
                         window, infer_window = [], []
@@ -434,11 +436,6 @@ class Trainer:
         if echo:
             text = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items())
             self.console.print(text, highlight=False)
-
-
-def _mean(values: list[float]) -> float:
-    finite = [v for v in values if math.isfinite(v)]
-    return sum(finite) / len(finite) if finite else float("nan")
 
 
 def _raise_interrupt(signum, frame):  # noqa: ARG001 - signal handler signature

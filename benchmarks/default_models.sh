@@ -54,11 +54,12 @@ case $stage in
       --set train.lr_decay=cosine --set train.decay_start=22000 --set train.decay_steps=3000 \
       --set train.min_learning_rate=1e-5 --set train.validate_every=100000 --set train.keep_checkpoints=20
     # (6) a new run from step 24000 of (5) as exported (float16 EMA weights: the run folders of (5)
-    # were gone; train --init), weight 0.3, a warm restart at rate 1e-4 (a fresh optimiser) annealed
-    # to 1e-5 over steps 24000-25000 (~70 min at 0.24 steps/s: that day's machine ran the bench at
-    # RTF 0.77, not 0.27). The shipped run took its first 236 steps with decay_steps 3000, then 1200
-    # (rates up to 12% above this one's), shortened as the machine was slow.
-    mkdir -p $VOC_RUN
+    # were gone), weight 0.3, a warm restart at rate 1e-4 (a fresh optimiser) annealed to 1e-5 over
+    # steps 24000-25000 (~70 min at 0.24 steps/s: that day's machine ran the bench at RTF 0.77,
+    # not 0.27). The shipped run started from a hand-made checkpoint that holds what --init loads
+    # (the exported EMA weights as both raw and EMA weights, step 24000, no optimiser state), and
+    # took steps 24000-24155 with decay_steps 3000 and 24155-24236 with 1200 (rates at most 5%
+    # above this one's), shortened as the machine was slow.
     audiodiff export $BASE_RUN/step-00024000.pt -o $VOC_RUN/init-24000.pt
     audiodiff train recipes/kathleen.toml --out $VOC_RUN --init $VOC_RUN/init-24000.pt --max-steps 25000 \
       --set train.infer_loss_weight=0.3 --set train.infer_steps=4 --set train.infer_gain_adjust=true \

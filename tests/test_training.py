@@ -148,9 +148,19 @@ def test_init_refuses_another_model(tmp_path, synth_folder):
     with pytest.raises(AudiodiffError) as info:
         run(other, tmp_path / "tuned", init=init)
     assert str(info.value).startswith(f"--init {init}:") and "[model]" in str(info.value)
-    assert not list((tmp_path / "tuned").glob("step-*.pt"))
     with pytest.raises(AudiodiffError, match="nothing.pt"):
         run(other, tmp_path / "tuned", init=tmp_path / "nothing.pt")
+    with pytest.raises(AudiodiffError, match="already trained 2 steps, not fewer than train.max_steps 2"):
+        run(recipe_for(synth_folder, max_steps=2), tmp_path / "tuned", init=init)
+    assert not (tmp_path / "tuned").exists()  # a refused run leaves no folder behind
+
+
+def test_cli_init_error_is_one_line(tmp_path, synth_folder, run_main):
+    sets = [x for o in tiny_overrides(synth_folder) for x in ("--set", o)]
+    result = run_main("train", TINY, *sets, "--out", tmp_path / "run", "--init", tmp_path / "missing.pt")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "missing.pt" in result.stderr
+    assert not (tmp_path / "run").exists()
 
 
 def test_validation_writes_samples_and_metric(tmp_path, synth_folder):

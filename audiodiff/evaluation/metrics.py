@@ -103,6 +103,13 @@ def require_eval_extra(names: tuple[str, ...] = tuple(EXTRA_PACKAGES)) -> None:
                              f"install them with: {EVAL_EXTRA_HINT}")
 
 
+def finite_mean(values) -> float:
+    """Mean of the finite values (a clip with no speech has no PESQ; a skipped step no
+    loss); NaN when there are none."""
+    finite = [float(v) for v in values if math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else float("nan")
+
+
 def _tensor(x) -> torch.Tensor:
     return torch.as_tensor(np.asarray(x, dtype=np.float32) if not isinstance(x, torch.Tensor) else x,
                            dtype=torch.float32).detach().cpu().reshape(-1)
