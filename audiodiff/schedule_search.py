@@ -9,10 +9,15 @@ chose its 6 iterations by grid search). For each step count the search:
    rule; and the schedule the checkpoint already stores for N, if any, so that a
    search run again (with more time) goes on from where the last one ended; the best
    of them is the starting point;
-2. scores a grid of geometric (log-linear) beta schedules, parametrised by their two
+2. moves the last sampling step of the best so far alone: betas[0] (the least noisy step,
+   whose noise the output keeps) times each of LAST_STEP_FACTORS, the rest unchanged (a
+   network fine-tuned on one schedule is best near it, and this one beta sets the
+   residual noise: on the shipped vocoder 1e-4 -> 2e-5 took the held-out log-mel distance
+   from 0.218 to 0.208 at 4 steps);
+3. scores a grid of geometric (log-linear) beta schedules, parametrised by their two
    ends, with ancestral DDPM steps (WaveGrad-style grid);
-3. tries the best so far with DDIM steps at a few noise scales (eta);
-4. refines around the best by random perturbation of each log-beta (and eta), with a
+4. tries the best so far with DDIM steps at a few noise scales (eta);
+5. refines around the best by random perturbation of each log-beta (and eta), with a
    step size that shrinks when nothing improves, until the step count's share of the
    time budget is spent.
 
@@ -47,6 +52,7 @@ METRICS = {"pesq": (True, "PESQ wideband"), "logmel": (False, "log-mel distance"
 GRID_FIRST = (1e-5, 1e-4, 1e-3)   # beta at the least noisy step: its noise is what the output keeps
 GRID_LAST = (0.1, 0.2, 0.35, 0.5, 0.7)  # beta at the noisiest step
 DDIM_ETAS = (0.0, 0.5, 1.0)
+LAST_STEP_FACTORS = (0.2, 0.3, 0.5, 2.0)  # betas[0] of the best so far times these
 BETA_MIN, BETA_MAX = 1e-6, 0.95
 INITIAL_SPREAD = 0.3  # std of the log10-beta perturbation when refining
 SHRINK_AFTER = 4      # failed perturbations in a row before the spread shrinks
@@ -201,6 +207,18 @@ def grid_candidates(steps: int) -> list[Candidate]:
     return [Candidate(geometric(f, l, steps)) for f in firsts for l in GRID_LAST]
 
 
+def last_step_candidates(candidate: Candidate) -> list[Candidate]:
+    """`candidate` with betas[0] alone times each of LAST_STEP_FACTORS (clipped to
+    BETA_MIN and below betas[1], so the noise levels stay strictly decreasing)."""
+    betas, out = candidate.betas, []
+    for factor in LAST_STEP_FACTORS:
+        first = max(BETA_MIN, betas[0] * factor)
+        if len(betas) > 1:
+            first = min(first, betas[1] * 0.99)
+        out.append(Candidate((first, *betas[1:]), candidate.sampler, candidate.eta))
+    return out
+
+
 def perturb(candidate: Candidate, spread: float, rng: np.random.Generator) -> Candidate:
     """A neighbour: each log10-beta moved by N(0, spread), clipped to (BETA_MIN, BETA_MAX),
     and for DDIM eta moved by N(0, spread) within [0, 1]."""
@@ -251,7 +269,7 @@ def search_steps(scorer: ClipScorer, steps: int, budget_s: float, seed: int = 0,
     stored = scorer.vocoder.searched.get(steps)
     if stored is not None:
         consider(Candidate(tuple(stored.betas), stored.sampler, stored.eta))
-    for candidate in grid_candidates(steps):
+    for candidate in last_step_candidates(best) + grid_candidates(steps):
         if not room():
             break
         consider(candidate)

@@ -2,7 +2,7 @@
 # How the shipped default models (audiodiff/pretrained/) are made and measured, from the
 # repository root with ../shared/data beside it. Each stage resumes or can be re-run.
 #
-#   bash benchmarks/default_models.sh train      # ~6 h (vocoder) + ~1 h (generator) on 2 CPU cores: re-run to resume
+#   bash benchmarks/default_models.sh train      # ~4.9 h (vocoder) + ~1 h (generator) on 2 CPU cores: re-run to resume
 #   bash benchmarks/default_models.sh search     # ~6 min: schedules on 5 held-out clips
 #   bash benchmarks/default_models.sh eval       # held-out Kathleen + ljspeech-mini numbers (~30 min)
 #   bash benchmarks/default_models.sh export     # write audiodiff/pretrained/*.pt
@@ -11,13 +11,13 @@
 # VOCODER_CKPT / GENERATOR_CKPT pick the checkpoints (default: the shipped vocoder step, the newest generator).
 set -euo pipefail
 stage=${1:?stage: train, search, eval, export or generator}
-BASE_RUN=${BASE_RUN:-runs/kathleen-infer2}  # stages (1)-(5) of train below
-VOC_RUN=${VOC_RUN:-runs/kathleen-infer3}    # stage (6), searched, measured and exported; another vocoder run: runs/kathleen-infer2 (step 24000, the last default), runs/kathleen-infer (step 22000, after (4) below), runs/kathleen-c10b (step 20000, before (4)), runs/kathleen (the first default, cycle 6)
+VOC_RUN=${VOC_RUN:-runs/kathleen-infer2}  # another vocoder run: runs/kathleen-infer (step 22000, after (4) below), runs/kathleen-c10b (step 20000, before (4)), runs/kathleen (the first default, cycle 6), runs/kathleen-infer3 ((6), not shipped)
 EVAL=${EVAL_DIR:-eval}               # where eval writes (EVAL_DIR=eval/other keeps the shipped numbers in eval/)
 GEN_RUN=runs/bach-piano-uncond
 newest() { ls "$1"/step-*.pt | tail -n 1; }
-# the shipped vocoder is the last step of (6) below; VOCODER_CKPT=... picks another
-VOC_CKPT=${VOCODER_CKPT:-$VOC_RUN/step-00025000.pt}
+# the shipped vocoder is step 24000 of (5) below: better than step 25000 on the 5 search clips
+# (4 steps, PESQ 2.667 against 2.564); VOCODER_CKPT=... picks another
+VOC_CKPT=${VOCODER_CKPT:-$VOC_RUN/step-00024000.pt}
 GEN_CKPT=${GENERATOR_CKPT:-$(newest $GEN_RUN 2>/dev/null || true)}
 # the recipe's 20 validation clips (never trained on): 5 to search on, 15 to report on
 validation() { python -c "import json, sys; v = json.load(open('$VOC_RUN/split.json'))['validation']; print(' '.join(v[$1]))"; }
@@ -28,44 +28,43 @@ case $stage in
   train)
     # The vocoder, as the shipped one was trained, on 2 CPU cores (2-2.9 steps/s):
     # (1) the recipe as written (batch 4, constant rate 5e-4) to step 9000 (~75 min);
-    audiodiff train recipes/kathleen.toml --out $BASE_RUN --max-steps 9000
+    audiodiff train recipes/kathleen.toml --out $VOC_RUN --max-steps 9000
     # (2) a cosine anneal to 1e-5 over steps 9000-12000 (~25 min). The shipped run took its
     # first 128 steps of this stage with decay_steps 4000 (rate 5.00e-4 against 4.97e-4).
-    audiodiff train recipes/kathleen.toml --out $BASE_RUN --max-steps 12000 --set train.lr_decay=cosine \
+    audiodiff train recipes/kathleen.toml --out $VOC_RUN --max-steps 12000 --set train.lr_decay=cosine \
       --set train.decay_start=9000 --set train.decay_steps=3000 --set train.min_learning_rate=1e-5
     # (3) a warm restart at rate 3e-4, cosine to 1e-5 over steps 12000-20000 (~50 min; the
     # shipped run did (1) and (2) in runs/kathleen-c10 and (3) in a copy of its step 12000)
-    audiodiff train recipes/kathleen.toml --out $BASE_RUN --max-steps 20000 --set train.learning_rate=3e-4 \
+    audiodiff train recipes/kathleen.toml --out $VOC_RUN --max-steps 20000 --set train.learning_rate=3e-4 \
       --set train.lr_decay=cosine --set train.decay_start=12000 --set train.decay_steps=8000 --set train.min_learning_rate=1e-5
     # (4) InferGrad's infer loss (weight 0.2) on the 4-step default schedule with gain adjustment,
     # rate 1e-4 annealed to 1e-5 over steps 20000-22000 (~65 min at 0.5-0.57 steps/s). The shipped
     # run did this in runs/kathleen-infer, a copy of runs/kathleen-c10b's step 20000, split and scan,
     # and took its first 231 steps with decay_steps 3000 (rate within 2% of this one's).
-    audiodiff train recipes/kathleen.toml --out $BASE_RUN --max-steps 22000 --set train.infer_loss_weight=0.2 \
+    audiodiff train recipes/kathleen.toml --out $VOC_RUN --max-steps 22000 --set train.infer_loss_weight=0.2 \
       --set train.infer_steps=4 --set train.infer_gain_adjust=true --set train.learning_rate=1e-4 \
       --set train.lr_decay=cosine --set train.decay_start=20000 --set train.decay_steps=2000 \
       --set train.min_learning_rate=1e-5 --set train.validate_every=100000
     # (5) more of it, weight 0.3, a warm restart at rate 1e-4 annealed to 1e-5 over steps 22000-25000
     # (~87 min at 0.51-0.59 steps/s; the shipped run did (5) in runs/kathleen-infer2, a copy of
-    # runs/kathleen-infer's step 22000, split and scan). Its step 24000 was the last default
-    # (better than step 25000 on the 5 search clips: PESQ 2.667 against 2.564 at 4 steps).
-    audiodiff train recipes/kathleen.toml --out $BASE_RUN --max-steps 25000 --set train.infer_loss_weight=0.3 \
+    # runs/kathleen-infer's step 22000, split and scan). The shipped weights are its step 24000.
+    audiodiff train recipes/kathleen.toml --out $VOC_RUN --max-steps 25000 --set train.infer_loss_weight=0.3 \
       --set train.infer_steps=4 --set train.infer_gain_adjust=true --set train.learning_rate=1e-4 \
       --set train.lr_decay=cosine --set train.decay_start=22000 --set train.decay_steps=3000 \
       --set train.min_learning_rate=1e-5 --set train.validate_every=100000 --set train.keep_checkpoints=20
-    # (6) a new run from step 24000 of (5) as exported (float16 EMA weights: the run folders of (5)
-    # were gone), weight 0.3, a warm restart at rate 1e-4 (a fresh optimiser) annealed to 1e-5 over
-    # steps 24000-25000 (~70 min at 0.24 steps/s: that day's machine ran the bench at RTF 0.77,
-    # not 0.27). The shipped run started from a hand-made checkpoint that holds what --init loads
-    # (the exported EMA weights as both raw and EMA weights, step 24000, no optimiser state), and
-    # took steps 24000-24155 with decay_steps 3000 and 24155-24236 with 1200 (rates at most 5%
-    # above this one's), shortened as the machine was slow.
-    audiodiff export $BASE_RUN/step-00024000.pt -o $VOC_RUN/init-24000.pt
-    audiodiff train recipes/kathleen.toml --out $VOC_RUN --init $VOC_RUN/init-24000.pt --max-steps 25000 \
-      --set train.infer_loss_weight=0.3 --set train.infer_steps=4 --set train.infer_gain_adjust=true \
-      --set train.learning_rate=1e-4 --set train.lr_decay=cosine --set train.decay_start=24000 \
-      --set train.decay_steps=1000 --set train.min_learning_rate=1e-5 --set train.validate_every=100000 \
-      --set train.keep_checkpoints=20
+    # Tried and not shipped, (6): a new run from step 24000 of (5) as exported (float16 EMA weights:
+    # the run folders of (5) were gone; train --init), weight 0.3, a warm restart at 1e-4 (a fresh
+    # optimiser) annealed to 1e-5 over steps 24000-25000 (~70 min at 0.22-0.27 steps/s: that day's
+    # machine ran the bench at RTF 0.77, not 0.27). Held out, its step 25000 scored PESQ 2.606 at 4
+    # steps and 2.520 at lmnt's 6 (default rules), against 2.633 and 2.550 for the shipped step 24000
+    # (README). The run started from a hand-made checkpoint holding what --init loads, and took
+    # steps 24000-24155 with decay_steps 3000 and 24155-24236 with 1200 (rates at most 5% above):
+    #   audiodiff export $VOC_RUN/step-00024000.pt -o runs/kathleen-infer3/init-24000.pt
+    #   audiodiff train recipes/kathleen.toml --out runs/kathleen-infer3 --init runs/kathleen-infer3/init-24000.pt \
+    #     --max-steps 25000 --set train.infer_loss_weight=0.3 --set train.infer_steps=4 \
+    #     --set train.infer_gain_adjust=true --set train.learning_rate=1e-4 --set train.lr_decay=cosine \
+    #     --set train.decay_start=24000 --set train.decay_steps=1000 --set train.min_learning_rate=1e-5 \
+    #     --set train.validate_every=100000 --set train.keep_checkpoints=20
     # The first default (kathleen-12x32, dilation cycle 6, 62916 steps: 23983 on CPU, the rest
     # on an H100 at batch 32) came from the same recipe with --set model.dilation_cycle=6;
     # its commands are in this file's history (git log -p benchmarks/default_models.sh).

@@ -7,11 +7,11 @@ import soundfile as sf
 import torch
 
 from audiodiff.checkpoint import load_checkpoint, save_searched_copy
-from audiodiff.diffusion import SearchedSchedule, inference_schedule
+from audiodiff.diffusion import Schedule, SearchedSchedule, inference_schedule
 from audiodiff.errors import AudiodiffError, CheckpointError
 from audiodiff.inference import Vocoder
-from audiodiff.schedule_search import (ClipScorer, Candidate, baseline_candidates, geometric, grid_candidates,
-                                       perturb, search)
+from audiodiff.schedule_search import (LAST_STEP_FACTORS, ClipScorer, Candidate, baseline_candidates, geometric,
+                                       grid_candidates, last_step_candidates, perturb, search)
 
 from conftest import SR, chirp, sine
 
@@ -33,6 +33,18 @@ def test_geometric_and_grid_shapes():
     assert geometric(1e-3, 0.3, 1) == (0.3,)
     assert {len(c.betas) for c in grid_candidates(3)} == {3}
     assert len(grid_candidates(3)) == 15 and len(grid_candidates(1)) == 5
+
+
+def test_last_step_candidates_move_only_the_least_noisy_beta():
+    start = Candidate((1e-4, 1.7e-3, 0.029, 0.5), "ddim", 1.0)
+    moved = last_step_candidates(start)
+    assert [c.betas[0] for c in moved] == pytest.approx([1e-4 * f for f in LAST_STEP_FACTORS])
+    assert all(c.betas[1:] == start.betas[1:] and (c.sampler, c.eta) == ("ddim", 1.0) for c in moved)
+    close = last_step_candidates(Candidate((1e-3, 1.5e-3)))  # x2 would pass betas[1]: kept below it
+    assert close[-1].betas == pytest.approx((1.5e-3 * 0.99, 1.5e-3))
+    for c in moved + close:  # valid schedules: strictly decreasing noise levels
+        levels = Schedule.from_betas(c.betas).noise_levels
+        assert bool((levels[1:] < levels[:-1]).all())
 
 
 def test_perturb_stays_valid_and_is_seeded():
@@ -162,7 +174,7 @@ def test_guard_keeps_the_best_schedule_that_does_not_lose_to_the_fast_one(monkey
     scorer = _TradeScorer(vocoder, clock)
     assert scorer.bounds() == {"logmel": 0.5}
     (guarded,) = search(scorer, [3], budget_s=30.0)
-    assert guarded.best.betas[0] < 5e-5 and guarded.best.score == 0.3  # the grid's first beta 1e-5
+    assert guarded.best.betas[0] == pytest.approx(2e-5) and guarded.best.score == 0.3  # the default rule's 1e-4 x 0.2
     assert guarded.guard == {"logmel": 0.4} and guarded.guard_met
     assert guarded.baselines["default"] == 0.1  # the baselines are still reported by the metric
     # a tie with the fast schedule meets the guard; when nothing meets it, the metric decides
