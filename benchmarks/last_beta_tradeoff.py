@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 
 from audiodiff.audio import load_audio
-from audiodiff.diffusion import Schedule, inference_schedule
-from audiodiff.evaluation.metrics import finite_mean, log_mel_distance, pesq_wb, to_metric_rate
+from audiodiff.diffusion import inference_schedule
 from audiodiff.inference import Vocoder, set_cpu_threads
+from audiodiff.schedule_search import Candidate, ClipScorer
 
 
 def main() -> None:
@@ -26,19 +26,16 @@ def main() -> None:
     args = parser.parse_args()
     set_cpu_threads(args.threads)
     vocoder = Vocoder.from_checkpoint(args.checkpoint)
-    sr, config = vocoder.sample_rate, vocoder.recipe.diffusion
-    clips = [load_audio(p, sr) for p in args.clips]
+    config = vocoder.recipe.diffusion
+    # the search's own scorer: one vocoding per clip and schedule (DDPM steps, seed 0), both metrics
+    scorer = ClipScorer(vocoder, [load_audio(p, vocoder.sample_rate) for p in args.clips], "pesq",
+                        gain_adjust=True, guard=["logmel"])
     four = [float(b) for b in inference_schedule(config, 4).betas]
     schedules = {"fast (6 steps)": list(config.fast_betas), "default rule, 4 steps": four}
     schedules.update({f"4 steps, betas[0] {float(f):g}": [float(f)] + four[1:] for f in args.firsts.split(",")})
     for name, betas in schedules.items():
-        pesq, logmel = [], []
-        for clip in clips:
-            out = vocoder.vocode(vocoder.mel(clip).cpu(), schedule=Schedule.from_betas(betas), sampler="ddpm",
-                                 seed=0, gain_adjust=True, refine=0)[:len(clip)]
-            pesq.append(pesq_wb(to_metric_rate(clip, sr), to_metric_rate(out, sr)))
-            logmel.append(log_mel_distance(clip, out, vocoder.recipe.audio))
-        print(f"{name:28s} PESQ-wb {finite_mean(pesq):.3f}  log-mel {finite_mean(logmel):.4f}", flush=True)
+        scores = scorer.score_all(Candidate(tuple(betas)))
+        print(f"{name:28s} PESQ-wb {scores['pesq']:.3f}  log-mel {scores['logmel']:.4f}", flush=True)
 
 
 if __name__ == "__main__":
