@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from audiodiff.diffusion import SearchedSchedule, Schedule, inference_schedule, subsampled, training_schedule
+from audiodiff.diffusion import GuardScore, SearchedSchedule, Schedule, inference_schedule, subsampled, training_schedule
 from audiodiff.errors import AudiodiffError
 from audiodiff.evaluation.metrics import finite_mean, log_mel_distance, mr_stft_distance, pesq_wb, to_metric_rate
 from audiodiff.inference import Vocoder
@@ -287,9 +287,11 @@ def search_steps(scorer: ClipScorer, steps: int, budget_s: float, seed: int = 0,
             failures += 1
             if failures >= SHRINK_AFTER:
                 spread, failures = spread * 0.7, 0
-    found = SearchedSchedule(betas=best.betas, sampler=best.sampler, eta=best.eta, metric=scorer.metric,
-                             score=best_scores[scorer.metric], clips=len(scorer.clips), gain_adjust=scorer.gain_adjust)
     guard = {name: best_scores[name] for name in scorer.guard}
+    bounds = scorer.bounds()
+    found = SearchedSchedule(betas=best.betas, sampler=best.sampler, eta=best.eta, metric=scorer.metric,
+                             score=best_scores[scorer.metric], clips=len(scorer.clips), gain_adjust=scorer.gain_adjust,
+                             guard=tuple(GuardScore(g, guard[g], bounds[g], scorer.holds(g, guard)) for g in scorer.guard))
     return StepResult(steps, found, baselines, n_evals, guard, scorer.meets_guard(best_scores))
 
 

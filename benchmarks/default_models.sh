@@ -115,6 +115,11 @@ case $stage in
     # fast schedule's log-mel 0.2175; held out PESQ 2.613 and log-mel 0.2103 against lmnt's 2.522 and 0.2167)
     audiodiff schedule search -c audiodiff/pretrained/vocoder.pt $SEARCH_CLIPS --steps 4 --metric pesq --guard logmel \
       --gain-adjust --budget-minutes 6 --out audiodiff/pretrained/vocoder.pt --overwrite
+    # then 2, 3 and 6 steps the same way (18 min shared, 36 / 39 / 44 candidates; each stored schedule
+    # records its guard score): PESQ 1.997 / 2.112 / 2.500 on the search clips, log-mel 0.2555 / 0.2152 /
+    # 0.2151 against the fast schedule's 0.2175 (the 2-step one does not meet the guard; nothing there did)
+    audiodiff schedule search -c audiodiff/pretrained/vocoder.pt $SEARCH_CLIPS --steps 2,3,6 --metric pesq --guard logmel \
+      --gain-adjust --budget-minutes 18 --out audiodiff/pretrained/vocoder.pt --overwrite
     audiodiff export "$GEN_CKPT" -o audiodiff/pretrained/generator.pt --default-steps "${GENERATOR_STEPS:-50}" ;;
   generator)
     # 5 s excerpts (from 20 s in) of 4 training chorales, at the model's 16 kHz, as the reference set

@@ -7,7 +7,7 @@ import soundfile as sf
 import torch
 
 from audiodiff.checkpoint import load_checkpoint, save_searched_copy
-from audiodiff.diffusion import Schedule, SearchedSchedule, inference_schedule
+from audiodiff.diffusion import GuardScore, Schedule, SearchedSchedule, inference_schedule
 from audiodiff.errors import AudiodiffError, CheckpointError
 from audiodiff.inference import Vocoder
 from audiodiff.schedule_search import (LAST_STEP_FACTORS, ClipScorer, Candidate, baseline_candidates, geometric,
@@ -176,12 +176,15 @@ def test_guard_keeps_the_best_schedule_that_does_not_lose_to_the_fast_one(monkey
     (guarded,) = search(scorer, [3], budget_s=30.0)
     assert guarded.best.betas[0] == pytest.approx(2e-5) and guarded.best.score == 0.3  # the default rule's 1e-4 x 0.2
     assert guarded.guard == {"logmel": 0.4} and guarded.guard_met
+    assert guarded.best.guard == (GuardScore("logmel", 0.4, 0.5, True),)  # stored with the schedule
+    assert plain.best.guard == ()
     assert guarded.baselines["default"] == 0.1  # the baselines are still reported by the metric
     # a tie with the fast schedule meets the guard; when nothing meets it, the metric decides
     (tied,) = search(_TradeScorer(vocoder, clock, small_last=0.5), [3], budget_s=30.0)
     assert tied.guard_met and tied.best.score == 0.3
     (unmet,) = search(_TradeScorer(vocoder, clock, small_last=0.55), [3], budget_s=30.0)
     assert not unmet.guard_met and unmet.best.score == 0.1 and unmet.guard == {"logmel": 0.6}
+    assert unmet.best.guard == (GuardScore("logmel", 0.6, 0.5, False),)
     # every other schedule meeting the guard (0.45): the metric picks among them, not the guard's margin
     (many,) = search(_TradeScorer(vocoder, clock, other_logmel=0.45), [3], budget_s=30.0)
     assert many.guard_met and many.best.score == 0.3 and many.guard == {"logmel": 0.4}
@@ -250,6 +253,22 @@ def test_searched_schedule_records_the_gain_adjust_setting():
         SearchedSchedule.from_dict({**old, "gain_adjust": "yes"})
 
 
+def test_searched_schedule_records_its_guard():
+    kept = SearchedSchedule((3e-5, 0.5), "ddim", 1.0, "pesq", 2.522, 5, gain_adjust=True,
+                            guard=(GuardScore("logmel", 0.2105, 0.2175, True),))
+    assert SearchedSchedule.from_dict(kept.to_dict()) == kept
+    assert kept.to_dict()["guard"] == {"logmel": {"score": 0.2105, "bound": 0.2175, "met": True}}
+    assert kept.describe_score() == ("pesq 2.522 on 5 clips, with gain adjustment, "
+                                     "guard logmel 0.2105 (fast schedule 0.2175, met)")
+    missed = GuardScore("mrstft", 1.2, 1.0, False)
+    assert missed.describe() == "guard mrstft 1.2000 (fast schedule 1.0000, not met)"
+    assert "guard" not in SearchedSchedule((1e-3, 0.5)).to_dict()  # unguarded searches store none
+    with pytest.raises(ValueError, match="guard logmel: must be a table of score, bound and met"):
+        SearchedSchedule.from_dict({**kept.to_dict(), "guard": {"logmel": {"score": 0.2}}})
+    with pytest.raises(ValueError, match="guard must be a table"):
+        SearchedSchedule.from_dict({**kept.to_dict(), "guard": ["logmel"]})
+
+
 def test_bad_stored_schedule_is_one_line_error(tmp_path, tiny_ckpt):
     data = torch.load(tiny_ckpt, weights_only=True)
     data["schedules"] = {"3": {"betas": [0.1, 1.5], "sampler": "ddpm"}}
@@ -299,7 +318,12 @@ def test_cli_search_with_a_guard_reports_it(tmp_path, tiny_ckpt, clips, run_main
     assert "searched logmel (fast " in result.stdout  # the guard's column, with the fast schedule's score
     assert "best mrstft" in result.stderr
     assert "(guard met)" in result.stderr or "(guard not met)" in result.stderr
-    assert sorted(load_checkpoint(out)["schedules_obj"]) == [2]
+    schedules = load_checkpoint(out)["schedules_obj"]
+    assert sorted(schedules) == [2]
+    stored = schedules[2]
+    assert [g.metric for g in stored.guard] == ["logmel"] and stored.guard[0].bound > 0
+    info = run_main("info", "-c", out)
+    assert info.returncode == 0 and "guard logmel " in info.stdout and "(fast schedule " in info.stdout
     bad = run_main("schedule", "search", "-c", tiny_ckpt, *clips, "--guard", "logmel,snr", "--out", tmp_path / "b.pt")
     assert bad.returncode == 2 and "--guard 'snr'" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "b.pt").exists()
