@@ -409,7 +409,7 @@ def schedule_search(
         table.add_row(str(r.steps), ", ".join(f"{x:.3g}" for x in b.betas),
                       b.sampler + (f" eta {b.eta:.2f}" if b.sampler == "ddim" else ""), f"{b.score:.3f}",
                       *(f"{r.baselines[k]:.3f}" for k in ("default", "train-subsampled", "ddim")),
-                      *(f"{r.guard[g]:.4f}" + ("" if scorer.holds(g, r.guard) else " ✗") for g in scorer.guard),
+                      *(f"{g.score:.4f}" + ("" if g.met else " ✗") for g in b.guard),
                       str(r.evaluations))
     Console().print(table)
     if any(not r.guard_met for r in results):

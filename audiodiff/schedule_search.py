@@ -79,13 +79,20 @@ Scores = dict[str, float]  # metric name -> mean over the clips
 class StepResult:
     """What the search found for one step count, with the baselines' scores (by the
     metric); `guard`: the found schedule's guard scores, `guard_met` whether they are
-    all at least as good as the fast schedule's (True without guards)."""
+    all at least as good as the fast schedule's (True without guards), both as stored
+    with it."""
     steps: int
     best: SearchedSchedule
     baselines: dict[str, float] = field(default_factory=dict)
     evaluations: int = 0
-    guard: Scores = field(default_factory=dict)
-    guard_met: bool = True
+
+    @property
+    def guard(self) -> Scores:
+        return {g.metric: g.score for g in self.best.guard}
+
+    @property
+    def guard_met(self) -> bool:
+        return all(g.met for g in self.best.guard)
 
 
 def check_metric(name: str, option: str) -> None:
@@ -287,12 +294,12 @@ def search_steps(scorer: ClipScorer, steps: int, budget_s: float, seed: int = 0,
             failures += 1
             if failures >= SHRINK_AFTER:
                 spread, failures = spread * 0.7, 0
-    guard = {name: best_scores[name] for name in scorer.guard}
     bounds = scorer.bounds()
+    guard = tuple(GuardScore(g, best_scores[g], bounds[g], scorer.holds(g, best_scores)) for g in scorer.guard)
     found = SearchedSchedule(betas=best.betas, sampler=best.sampler, eta=best.eta, metric=scorer.metric,
                              score=best_scores[scorer.metric], clips=len(scorer.clips), gain_adjust=scorer.gain_adjust,
-                             guard=tuple(GuardScore(g, guard[g], bounds[g], scorer.holds(g, guard)) for g in scorer.guard))
-    return StepResult(steps, found, baselines, n_evals, guard, scorer.meets_guard(best_scores))
+                             guard=guard)
+    return StepResult(steps, found, baselines, n_evals)
 
 
 def search(scorer: ClipScorer, step_counts: Sequence[int], budget_s: float, seed: int = 0,
