@@ -118,7 +118,9 @@ class ClipScorer:
     refinement: the search ranks schedules, and refinement would blur their differences.
     `guard`: metrics a candidate must not lose on against the recipe's fast schedule
     (its `fast_betas`, lmnt's 6 steps in the shipped recipes; see the module's
-    docstring); their bounds are scored once, on first use.
+    docstring); their bounds are scored once, on first use. Each candidate is vocoded
+    once: a repeat (the fast schedule as the 6-step baseline, a grid point equal to the
+    default rule) takes its stored scores.
     """
 
     def __init__(self, vocoder: Vocoder, clips: Sequence[torch.Tensor], metric: str, seed: int = 0,
@@ -135,13 +137,17 @@ class ClipScorer:
         sr = vocoder.sample_rate
         self.refs_16k = [to_metric_rate(c, sr) for c in self.clips] if "pesq" in (metric, *self.guard) else None
         self._bounds: Scores | None = None
+        self._scored: dict[Candidate, Scores] = {}
 
     def score(self, candidate: Candidate) -> float:
         """Mean score by the metric over the clips (NaN clips, e.g. no speech for PESQ, are left out)."""
         return self.score_all(candidate)[self.metric]
 
     def score_all(self, candidate: Candidate) -> Scores:
-        """Mean scores by the metric and each guard, from one vocoding of each clip."""
+        """Mean scores by the metric and each guard, from one vocoding of each clip (the
+        stored ones if this candidate was scored before)."""
+        if candidate in self._scored:
+            return self._scored[candidate]
         names = (self.metric, *self.guard)
         values: dict[str, list[float]] = {name: [] for name in names}
         for i, (clip, mel) in enumerate(zip(self.clips, self.mels)):
@@ -150,7 +156,8 @@ class ClipScorer:
                                       seed=self.seed, gain_adjust=self.gain_adjust, refine=0)[:clip.shape[-1]]
             for name in names:
                 values[name].append(self._one(name, i, clip, out))
-        return {name: finite_mean(v) for name, v in values.items()}
+        self._scored[candidate] = {name: finite_mean(v) for name, v in values.items()}
+        return self._scored[candidate]
 
     def _one(self, metric: str, i: int, clip: torch.Tensor, out: torch.Tensor) -> float:
         if metric == "pesq":

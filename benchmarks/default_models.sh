@@ -5,12 +5,13 @@
 #   bash benchmarks/default_models.sh train      # ~4.9 h (vocoder) + ~1 h (generator) on 2 CPU cores: re-run to resume
 #   bash benchmarks/default_models.sh search     # ~6 min: schedules on 5 held-out clips
 #   bash benchmarks/default_models.sh eval       # held-out Kathleen + ljspeech-mini numbers (~30 min)
-#   bash benchmarks/default_models.sh export     # write audiodiff/pretrained/*.pt
+#   bash benchmarks/default_models.sh export     # write audiodiff/pretrained/*.pt (+ guarded searches on the file, ~24 min)
+#   bash benchmarks/default_models.sh shipped    # the shipped file's numbers (README rows "shipped float16 file")
 #   bash benchmarks/default_models.sh generator  # spectrograms of generated vs training piano
 #
 # VOCODER_CKPT / GENERATOR_CKPT pick the checkpoints (default: the shipped vocoder step, the newest generator).
 set -euo pipefail
-stage=${1:?stage: train, search, eval, export or generator}
+stage=${1:?stage: train, search, eval, export, shipped or generator}
 VOC_RUN=${VOC_RUN:-runs/kathleen-infer2}  # another vocoder run: runs/kathleen-infer (step 22000, after (4) below), runs/kathleen-c10b (step 20000, before (4)), runs/kathleen (the first default, cycle 6), runs/kathleen-infer3 ((6), not shipped)
 EVAL=${EVAL_DIR:-eval}               # where eval writes (EVAL_DIR=eval/other keeps the shipped numbers in eval/)
 GEN_RUN=runs/bach-piano-uncond
@@ -89,9 +90,6 @@ case $stage in
     # the searched schedules (2, 3, 4, 6 steps) and 50-step DDPM with gain adjustment, as the
     # shipped vocoder runs, beside both Griffin-Lims and the reference (issue 8's comparison)
     audiodiff eval -c $VOC_RUN/searched.pt $REPORT_CLIPS --steps 2,3,4,6,50 --gain-adjust --out $EVAL/kathleen-heldout &
-    # the shipped float16 file (its 4 steps were searched again after export), and lmnt's 6 and the
-    # 4-step default rule on the same float16 weights (a copy of it without searched schedules)
-    audiodiff eval -c audiodiff/pretrained/vocoder.pt $REPORT_CLIPS --steps 2,3,4,6 --gain-adjust --out $EVAL/kathleen-heldout-shipped
     # lmnt's fast 6-step schedule (and the default rule at 2, 4) through the same sampler
     audiodiff eval -c "$VOC_CKPT" $REPORT_CLIPS --steps 2,4,6 --gain-adjust --out $EVAL/kathleen-heldout-default
     wait
@@ -121,6 +119,21 @@ case $stage in
     audiodiff schedule search -c audiodiff/pretrained/vocoder.pt $SEARCH_CLIPS --steps 2,3,6 --metric pesq --guard logmel \
       --gain-adjust --budget-minutes 18 --out audiodiff/pretrained/vocoder.pt --overwrite
     audiodiff export "$GEN_CKPT" -o audiodiff/pretrained/generator.pt --default-steps "${GENERATOR_STEPS:-50}" ;;
+  shipped)
+    # the shipped float16 file, after export (its schedules were searched again on it): its searched
+    # 2, 3, 4, 6 steps and 50 DDPM steps; lmnt's 6 and the 4-step default rule on the same weights (a
+    # copy without searched schedules); the same on the 22 LJSpeech clips
+    export OMP_NUM_THREADS=1
+    mkdir -p $EVAL
+    python -c "from audiodiff.checkpoint import export_inference_copy, load_checkpoint
+d = load_checkpoint('audiodiff/pretrained/vocoder.pt'); d['schedules_obj'] = {}
+export_inference_copy(d, '$EVAL/vocoder-no-schedules.pt')"
+    audiodiff eval -c audiodiff/pretrained/vocoder.pt $REPORT_CLIPS --steps 2,3,4,6,50 --gain-adjust --out $EVAL/kathleen-heldout-shipped &
+    audiodiff eval -c $EVAL/vocoder-no-schedules.pt $REPORT_CLIPS --steps 4,6 --gain-adjust --out $EVAL/kathleen-heldout-shipped-default
+    wait
+    audiodiff eval -c audiodiff/pretrained/vocoder.pt ../shared/data/ljspeech-mini/wavs --steps 2,3,4,6 --gain-adjust --out $EVAL/ljspeech-mini-shipped &
+    audiodiff eval -c $EVAL/vocoder-no-schedules.pt ../shared/data/ljspeech-mini/wavs --steps 6 --gain-adjust --out $EVAL/ljspeech-mini-shipped-default
+    wait ;;
   generator)
     # 5 s excerpts (from 20 s in) of 4 training chorales, at the model's 16 kHz, as the reference set
     python - <<'PY'

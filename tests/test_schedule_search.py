@@ -203,6 +203,11 @@ def test_guard_scores_come_from_the_same_vocoding(tiny_ckpt, clips):
     vocoder.vocode = lambda *a, **k: calls.append(1) or vocode(*a, **k)
     both = scorer.score_all(candidate)
     assert len(calls) == len(audio)  # one vocoding per clip serves every metric
+    assert scorer.score_all(candidate) == both and len(calls) == len(audio)  # a repeat is not vocoded again
+    fast6 = baseline_candidates(vocoder, 6)["default"]
+    bounds = scorer.bounds()
+    assert len(calls) == 2 * len(audio)  # the fast schedule, once
+    assert scorer.score_all(fast6)["mrstft"] == bounds["mrstft"] and len(calls) == 2 * len(audio)
     vocoder.vocode = vocode
     assert set(both) == {"logmel", "mrstft"}
     assert both["logmel"] == pytest.approx(ClipScorer(vocoder, audio, "logmel").score(candidate))
