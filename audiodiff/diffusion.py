@@ -14,6 +14,7 @@ import torch
 
 from audiodiff.recipe import DiffusionConfig
 from audiodiff.spectral import mr_stft_loss
+from audiodiff.targets import target_from_eps
 
 
 @dataclass(frozen=True)
@@ -117,8 +118,9 @@ def sample_noise_levels(schedule: Schedule, batch: int, generator: torch.Generat
 def diffusion_loss(network: torch.nn.Module, audio: torch.Tensor, cond: torch.Tensor | None,
                    schedule: Schedule, generator: torch.Generator, offset: int = 0,
                    total: int | None = None, std: torch.Tensor | None = None,
-                   stft_weight: float = 0.0) -> torch.Tensor:
-    """L1 between the true and predicted noise (DiffWave's loss), plus `stft_weight`
+                   stft_weight: float = 0.0, target: str = "eps") -> torch.Tensor:
+    """L1 between the true and predicted `target` (targets.py: "eps", DiffWave's loss;
+    "x0" the clean signal; "v"), plus `stft_weight`
     times the MR-STFT distance (spectral.py) between the clean audio and the network's
     estimate of it, x0 = (noisy - sqrt(1 - level^2) * predicted noise) / level.
 
@@ -147,10 +149,14 @@ def diffusion_loss(network: torch.nn.Module, audio: torch.Tensor, cond: torch.Te
     a = level.view(-1, 1, 1)
     noisy = a * audio + (1 - a ** 2).sqrt() * eps
     predicted = network(noisy, level, cond)
-    error = (predicted - eps).abs()
-    loss = (error if std is None else error / std).mean()
+    if target == "eps":
+        error = (predicted - eps).abs()
+        loss = (error if std is None else error / std).mean()
+    else:
+        truth = target_from_eps(eps, noisy, a, target)
+        loss = (target_from_eps(predicted, noisy, a, target) - truth).abs().mean()
     if stft_weight > 0:
-        clean = (noisy - (1 - a ** 2).sqrt() * predicted) / a
+        clean = target_from_eps(predicted, noisy, a, "x0")
         loss = loss + stft_weight * mr_stft_loss(audio.squeeze(1), clean.squeeze(1)).mean()
     return loss
 

@@ -20,12 +20,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from audiodiff.audio import MelSpectrogram, check_mel
 from audiodiff.checkpoint import load_checkpoint
 from audiodiff.diffusion import SearchedSchedule, Schedule, inference_schedule, training_schedule
 from audiodiff.errors import AudiodiffError, CheckpointError
-from audiodiff.model import DiffWave
+from audiodiff.networks import build_network
 from audiodiff.precision import autocast, check_precision
 from audiodiff.prior import noise_std
 from audiodiff.recipe import Recipe
@@ -34,6 +35,7 @@ from audiodiff.samplers import SAMPLERS, Denoiser, Projection, StepCallback
 
 CHUNK_SAMPLES = 32768
 CONDITION_CACHE_BYTES = 256 * 2 ** 20
+MIN_CHUNK_MARGINS = 16
 FAST_STEPS = 6
 
 
@@ -91,32 +93,44 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 class Conditioner:
-    """Slices of the upsampled conditioner [B, n_mels, samples] for chunked evaluation.
+    """Slices of the network's conditioner (`network.condition(mel)`, [B, n_mels,
+    samples / cond_hop]) for chunked evaluation: `cond(start, end)` covers samples
+    [start, end).
 
-    Upsamples the whole mel once when that fits `cache_bytes`; otherwise upsamples
-    only the frames a chunk needs (plus a margin of frames) each time it is asked.
+    Conditions the whole mel once when that fits `cache_bytes`; otherwise only the
+    frames a chunk needs (plus a margin of frames) each time it is asked.
     """
 
     FRAME_MARGIN = 4  # frames each side: covers the transposed convolutions' reach
 
-    def __init__(self, network: DiffWave, mel: torch.Tensor, hop: int, cache_bytes: int):
-        self.network, self.mel, self.hop = network, mel, hop
-        full = mel.shape[0] * mel.shape[1] * mel.shape[2] * hop * 4
+    def __init__(self, network: nn.Module, mel: torch.Tensor, hop: int, cache_bytes: int):
+        self.network, self.mel, self.hop, self.rate = network, mel, hop, network.cond_hop
+        full = mel.shape[0] * mel.shape[1] * mel.shape[2] * (hop // self.rate) * 4
         self.cache = network.condition(mel) if full <= cache_bytes else None
 
     def __call__(self, start: int, end: int) -> torch.Tensor:
+        r = self.rate
         if self.cache is not None:
-            return self.cache[..., start:end]
+            return self.cache[..., start // r:-(-end // r)]
         f0 = max(0, start // self.hop - self.FRAME_MARGIN)
         f1 = min(self.mel.shape[-1], -(-end // self.hop) + self.FRAME_MARGIN)
         up = self.network.condition(self.mel[..., f0:f1])
-        return up[..., start - f0 * self.hop:end - f0 * self.hop]
+        first = f0 * self.hop
+        return up[..., (start - first) // r:-(-(end - first) // r)]
 
 
-def chunked_denoiser(network: DiffWave, cond: Callable[[int, int], torch.Tensor] | None,
+def chunked_denoiser(network: nn.Module, cond: Callable[[int, int], torch.Tensor] | None,
                      chunk: int = CHUNK_SAMPLES) -> Denoiser:
-    """A Denoiser that runs `network` over [B, 1, T] in chunks with receptive-field margins."""
+    """A Denoiser that runs `network` over [B, 1, T] in chunks with receptive-field margins.
+
+    Chunks and margins are whole multiples of `network.cond_hop` (a frame-level network
+    sees whole frames), and a chunk is at least `MIN_CHUNK_MARGINS` margins long so the
+    margins stay a small part of the work.
+    """
     margin = network.receptive_margin()
+    align = network.cond_hop
+    chunk = max(chunk, MIN_CHUNK_MARGINS * margin)
+    chunk = -(-chunk // align) * align
 
     def denoise(x: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
         total = x.shape[-1]
@@ -139,7 +153,7 @@ def _check_sampler(name: str) -> None:
 class _Model:
     """Shared by Vocoder and Generator: a network, its recipe, a device, sampling."""
 
-    def __init__(self, network: DiffWave, recipe: Recipe, device: str | torch.device = "cpu",
+    def __init__(self, network: nn.Module, recipe: Recipe, device: str | torch.device = "cpu",
                  step: int = 0, source: str = "<memory>",
                  searched: dict[int, SearchedSchedule] | None = None, default_steps: int | None = None,
                  precision: str = "fp32", default_refine: int | None = None,
@@ -170,7 +184,7 @@ class _Model:
                              ema: bool = True, precision: str = "fp32"):
         """Build from what `checkpoint.load_checkpoint` returned."""
         recipe = data["recipe_obj"]
-        network = DiffWave.from_recipe(recipe)
+        network = build_network(recipe)
         if not ema and not data["model"]:
             raise CheckpointError(f"{source}: an inference-only checkpoint (audiodiff export) holds EMA weights only")
         network.load_state_dict(data["ema" if ema else "model"])
@@ -238,7 +252,7 @@ class _Model:
 class Vocoder(_Model):
     """Mel spectrogram in, waveform out, with the mel convention of its checkpoint."""
 
-    def __init__(self, network: DiffWave, recipe: Recipe, **kwargs):
+    def __init__(self, network: nn.Module, recipe: Recipe, **kwargs):
         if not network.conditional:
             raise AudiodiffError(f"{kwargs.get('source', 'model')}: this is an unconditional model; "
                                  f"use Generator / `audiodiff sample`")
@@ -322,7 +336,7 @@ class Vocoder(_Model):
 class Generator(_Model):
     """Unconditional generation: noise in, sound out."""
 
-    def __init__(self, network: DiffWave, recipe: Recipe, **kwargs):
+    def __init__(self, network: nn.Module, recipe: Recipe, **kwargs):
         if network.conditional:
             raise AudiodiffError(f"{kwargs.get('source', 'model')}: this is a mel-conditioned vocoder; "
                                  f"use Vocoder / `audiodiff vocode`")

@@ -73,19 +73,48 @@ class AudioConfig:
                f"{self.hop_length} has a prime factor above 16; the conditioner upsamples in small strides")
 
 
+#: Denoiser network families (audiodiff/networks: one module each, found by this name).
+NETWORK_FAMILIES = ("diffwave", "frames")
+#: What a network's raw output estimates: the noise, the clean signal, or v (see targets.py).
+TARGETS = ("eps", "x0", "v")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
-    """DiffWave network size (Kong et al. 2021; base: 30 layers, 64 channels, cycle 10)."""
+    """The denoiser network: its family and size.
+
+    `family` "diffwave" (sample level, Kong et al. 2021; base: 30 layers, 64 channels,
+    cycle 10) reads the `residual_*`, `kernel_size` and `dilation_cycle` keys; "frames"
+    (frame level: ConvNeXt blocks over STFT frames with an inverse-STFT head, see
+    networks/frames.py) reads `channels`, `blocks`, `expansion` and `block_kernel`.
+    `target` is what the network's raw output estimates ("eps" the noise, "x0" the
+    clean signal, "v"); every network hands samplers a noise estimate, and the
+    training loss is taken on the target. DiffWave predicts "eps" only.
+    """
+    family: str = "diffwave"
+    conditional: bool = True
+    target: str = "eps"
     residual_layers: int = 30
     residual_channels: int = 64
     kernel_size: int = 3
     dilation_cycle: int = 10
-    conditional: bool = True
+    channels: int = 256
+    blocks: int = 8
+    expansion: int = 3
+    block_kernel: int = 7
 
     def validate(self, where: str) -> None:
-        for key in ("residual_layers", "residual_channels", "dilation_cycle"):
+        _check(self.family in NETWORK_FAMILIES, where, "model.family",
+               f"must be one of {', '.join(repr(f) for f in NETWORK_FAMILIES)}, got {self.family!r}")
+        _check(self.target in TARGETS, where, "model.target",
+               f"must be one of {', '.join(repr(t) for t in TARGETS)}, got {self.target!r}")
+        _check(self.family != "diffwave" or self.target == "eps", where, "model.target",
+               "must be 'eps' for the diffwave family (it predicts the noise)")
+        for key in ("residual_layers", "residual_channels", "dilation_cycle", "channels", "blocks", "expansion"):
             _check(getattr(self, key) > 0, where, f"model.{key}", "must be positive")
         _check(self.kernel_size % 2 == 1 and self.kernel_size > 1, where, "model.kernel_size",
+               "must be an odd number >= 3")
+        _check(self.block_kernel % 2 == 1 and self.block_kernel > 1, where, "model.block_kernel",
                "must be an odd number >= 3")
 
 

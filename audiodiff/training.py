@@ -51,7 +51,7 @@ from audiodiff.infer_loss import infer_loss
 from audiodiff.inference import FAST_STEPS, Generator, Vocoder, resolve_device
 from audiodiff.logging_tb import TensorBoardLog
 from audiodiff.lr_schedule import learning_rate_at
-from audiodiff.model import DiffWave
+from audiodiff.networks import build_network
 from audiodiff.precision import autocast, check_precision, grad_scaler
 from audiodiff.prior import noise_std
 from audiodiff.recipe import Recipe
@@ -64,7 +64,7 @@ class DenoiserObjective(nn.Module):
     (noisy [B, 1, T], level [B], mel [B, n_mels, T / hop] or None) -> predicted noise [B, 1, T].
     """
 
-    def __init__(self, network: DiffWave):
+    def __init__(self, network: nn.Module):
         super().__init__()
         self.network = network
 
@@ -98,7 +98,7 @@ class Trainer:
             # Every step has the same crop shape: let cuDNN time its convolution kernels once.
             torch.backends.cudnn.benchmark = True
         torch.manual_seed(cfg.seed)
-        self.network = DiffWave.from_recipe(recipe).to(self.device)
+        self.network = build_network(recipe).to(self.device)
         self.ema = copy.deepcopy(self.network).requires_grad_(False)
         self.optimizer = torch.optim.AdamW(self.network.parameters(), lr=cfg.learning_rate,
                                            weight_decay=cfg.weight_decay)
@@ -245,7 +245,7 @@ class Trainer:
                                                              audio.shape[-1])
                     loss = diffusion_loss(self.objective, audio, mel, self.schedule, generator,
                                           offset, self.global_batch, std=std,
-                                          stft_weight=cfg.stft_loss_weight)
+                                          stft_weight=cfg.stft_loss_weight, target=self.recipe.model.target)
                     if cfg.infer_loss_weight > 0:
                         term = self._infer_loss(audio, mel, std, generator, offset)
                         loss = loss + cfg.infer_loss_weight * term

@@ -73,7 +73,7 @@ def synth_folder(tmp_path_factory) -> Path:
 def tiny_ckpt(tmp_path_factory) -> Path:
     """An untrained 2 x 8 vocoder checkpoint of recipes/tiny.toml (seeded weights)."""
     from audiodiff.checkpoint import save_checkpoint
-    from audiodiff.model import DiffWave
+    from audiodiff.networks.diffwave import DiffWave
     from audiodiff.recipe import load_recipe
 
     recipe = load_recipe(TINY, ["model.residual_layers=2", "model.residual_channels=8"])

@@ -10,7 +10,7 @@ import torch
 from audiodiff.checkpoint import (FORMAT, FORMAT_VERSION, checkpoint_name, latest_checkpoint, load_checkpoint,
                                   save_checkpoint)
 from audiodiff.errors import AudiodiffError, CheckpointError
-from audiodiff.model import DiffWave
+from audiodiff.networks.diffwave import DiffWave
 from audiodiff.recipe import load_recipe
 
 from conftest import TINY

@@ -16,7 +16,7 @@ from audiodiff.diffusion import inference_schedule
 from audiodiff.errors import AudiodiffError, CheckpointError
 from audiodiff.evaluation.metrics import log_mel_distance
 from audiodiff.inference import Vocoder
-from audiodiff.model import DiffWave
+from audiodiff.networks.diffwave import DiffWave
 from audiodiff.recipe import MEL_PRESETS, AudioConfig, load_recipe
 from audiodiff.samplers import SAMPLERS
 

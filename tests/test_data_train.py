@@ -11,7 +11,7 @@ from rich.console import Console
 
 from audiodiff.data import CropDataset, prepare_training_data, survey_data
 from audiodiff.errors import AudiodiffError
-from audiodiff.model import DiffWave
+from audiodiff.networks.diffwave import DiffWave
 from audiodiff.recipe import load_recipe
 from audiodiff.training import train
 

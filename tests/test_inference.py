@@ -9,7 +9,7 @@ from audiodiff.audio import MelSpectrogram
 from audiodiff.checkpoint import save_checkpoint
 from audiodiff.errors import AudiodiffError, AudioError
 from audiodiff.inference import Generator, Vocoder, chunked_denoiser, load_model, resolve_device
-from audiodiff.model import DiffWave
+from audiodiff.networks.diffwave import DiffWave
 from audiodiff.recipe import load_recipe
 
 from conftest import TINY, chirp

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from audiodiff.model import DiffWave, MelUpsampler, NoiseLevelEmbedding, upsample_strides
+from audiodiff.networks.diffwave import DiffWave, MelUpsampler, NoiseLevelEmbedding, upsample_strides
 from audiodiff.recipe import ModelConfig, load_recipe
 
 from conftest import TINY

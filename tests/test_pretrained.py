@@ -9,7 +9,7 @@ import torch
 from audiodiff.checkpoint import load_checkpoint, save_checkpoint
 from audiodiff.errors import CheckpointError
 from audiodiff.inference import Generator, Vocoder
-from audiodiff.model import DiffWave
+from audiodiff.networks.diffwave import DiffWave
 from audiodiff.pretrained import DEFAULTS, KINDS, ModelCard, default_checkpoint, model_card
 from audiodiff.recipe import load_recipe
 

@@ -8,7 +8,7 @@ from audiodiff.audio import MelSpectrogram
 from audiodiff.diffusion import Schedule, diffusion_loss, training_schedule
 from audiodiff.errors import RecipeError
 from audiodiff.inference import Vocoder
-from audiodiff.model import DiffWave
+from audiodiff.networks.diffwave import DiffWave
 from audiodiff.prior import frame_energy, noise_std, reference_energy
 from audiodiff.recipe import load_recipe
 

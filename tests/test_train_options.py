@@ -15,7 +15,7 @@ from audiodiff.checkpoint import load_checkpoint, save_checkpoint
 from audiodiff.errors import AudiodiffError, RecipeError
 from audiodiff.inference import Vocoder
 from audiodiff.lr_schedule import learning_rate_at
-from audiodiff.model import DiffWave
+from audiodiff.networks.diffwave import DiffWave
 from audiodiff.recipe import TrainConfig, load_recipe
 from audiodiff.training import Trainer
 

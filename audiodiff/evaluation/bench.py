@@ -54,14 +54,14 @@ def _build(cfg: dict):
     import torch
 
     from audiodiff.inference import Generator, Vocoder, load_model
-    from audiodiff.model import DiffWave
+    from audiodiff.networks import build_network
     from audiodiff.recipe import load_recipe
 
     if cfg.get("checkpoint"):
         return load_model(cfg["checkpoint"], device=cfg["device"])
     recipe = load_recipe(cfg["recipe"], cfg.get("overrides", []))
     torch.manual_seed(cfg["seed"])
-    network = DiffWave.from_recipe(recipe)
+    network = build_network(recipe)
     torch.nn.init.normal_(network.output_projection.weight, std=0.01)  # non-trivial output
     cls = Vocoder if recipe.model.conditional else Generator
     return cls(network, recipe, device=cfg["device"], source=str(cfg["recipe"]))
