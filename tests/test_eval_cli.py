@@ -12,6 +12,9 @@ import pytest
 import soundfile as sf
 from rich.console import Console
 
+from audiodiff.audio import load_audio
+from audiodiff.evaluation import metrics as M
+from audiodiff.evaluation.evaluate import excerpt
 from audiodiff.recipe import load_recipe
 from audiodiff.training import train
 
@@ -62,7 +65,7 @@ def test_eval_vocoder_end_to_end(tmp_path, monkeypatch, run_main, vocoder_ckpt, 
     code, stdout, stderr = run_cli(run_main, "eval", "-c", vocoder_ckpt, *references,
                                    "--steps", "2,1", "--out", out, "--device", "cpu")
     assert code == 0, stderr
-    for word in ("reference", "Griffin-Lim", "1 steps", "2 steps", "PESQ-WB", "STOI", "MCD"):
+    for word in ("reference", "Griffin-Lim", "1 steps", "2 steps", "PESQ-WB", "STOI", "MCD", "DNSMOS OVRL"):
         assert word in stdout, word
     assert "report.html" in stderr
 
@@ -81,10 +84,26 @@ def test_eval_vocoder_end_to_end(tmp_path, monkeypatch, run_main, vocoder_ckpt, 
     assert 0 < gl["log_mel"] < model["log_mel"] and gl["stoi"] > model["stoi"] and gl["pesq_wb"] < ref["pesq_wb"]
     assert model["rtf"] > 0 and model["files"] == 2
     assert doc["meta"]["kind"] == "vocoder" and doc["meta"]["steps"] == [1, 2]
+    # DNSMOS on every row: the reference row rates the clean clip itself, Griffin-Lim its own output
+    dnsmos = M.DnsmosScorer()
+    keys = [m.key for m in M.CLIP_METRICS]
+    for path in references:
+        by_system = {r["system"]: r for r in doc["rows"] if r["file"] == path.stem}
+        ref_row, gl_row = by_system["reference"], by_system["griffin_lim"]
+        assert [ref_row[k] for k in keys] == pytest.approx(list(dnsmos.score(load_audio(path, SR), SR).values()),
+                                                           abs=1e-9)
+        gl_saved = dnsmos.score(load_audio(out / gl_row["audio"], SR), SR)  # 16-bit: close, not equal
+        assert [gl_row[k] for k in keys] == pytest.approx(list(gl_saved.values()), abs=0.05)
+        for row in by_system.values():
+            assert all(1.0 <= row[k] <= 5.0 for k in keys), row
+    for mean in means.values():
+        group = [r for r in doc["rows"] if r["label"] == mean["label"]]
+        assert [mean[k] for k in keys] == pytest.approx([sum(r[k] for r in group) / len(group) for k in keys])
+    assert all(1.0 <= float(rows[0][k]) <= 5.0 for k in keys)  # and in the CSV
 
     report = out / "report.html"
     html = report.read_text(encoding="utf-8")
-    assert "<audio" in html and "img/metrics.png" in html and "Griffin-Lim" in html
+    assert "<audio" in html and "img/metrics.png" in html and "Griffin-Lim" in html and "DNSMOS OVRL" in html
     links = _linked(report)
     assert all(not link.startswith("/") for link in links)  # relative: the folder can move
     for link in links:
@@ -105,10 +124,19 @@ def test_eval_unconditional(tmp_path, monkeypatch, run_main, generator_ckpt, syn
     assert code == 0, stderr
     doc = json.loads((out / "results.json").read_text())
     labels = [r["label"] for r in doc["rows"]]
-    assert labels == ["reference (half vs half)", "white noise", "2 steps"]
-    halves, noise, model = doc["rows"]
+    assert labels == ["reference", "reference (half vs half)", "white noise", "2 steps"]
+    ref, halves, noise, model = doc["rows"]
     for key in ("mean_log_mel_dist", "loudness_w1_db", "flatness_w1"):
-        assert model[key] > 0 and noise[key] > halves[key] >= 0, key
+        assert model[key] > 0 and noise[key] > halves[key] >= 0 and ref[key] is None, key
+    # mean DNSMOS of each row's clips; the reference's over the middle 0.5 s of each reference clip
+    keys = [m.key for m in M.CLIP_METRICS]
+    clips = [load_audio(p, SR) for p in sorted(synth_folder.glob("*.wav"))]
+    expected = M.DnsmosScorer().mean([excerpt(c, SR // 2) for c in clips], SR)
+    assert {k: ref[k] for k in keys} == pytest.approx(expected, abs=1e-9) and ref["clips"] == len(clips)
+    for row in (ref, noise, model):
+        assert all(1.0 <= row[k] <= 5.0 for k in keys), row
+    assert all(halves[k] is None for k in keys)
+    assert noise["dnsmos_bak"] < 2.0, noise  # white noise: no clean background
     assert len(model["audio"]) == 2 and all((out / a).is_file() for a in model["audio"])
     assert "mean log-mel dist" in stdout
     report = out / "report.html"

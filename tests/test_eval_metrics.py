@@ -178,9 +178,47 @@ def test_set_statistics_known_answers():
     assert M.wasserstein_1d(np.arange(10.0), np.arange(10.0) + 3) == pytest.approx(3.0)
 
 
-def test_missing_extra_names_what_to_install(monkeypatch):
-    monkeypatch.setitem(sys.modules, "pesq", None)  # as if not installed
+@pytest.mark.parametrize("package", ["pesq", "speechmos", "onnxruntime", "requests"])
+def test_missing_extra_names_what_to_install(monkeypatch, package):
+    monkeypatch.setitem(sys.modules, package, None)  # as if not installed
     with pytest.raises(AudiodiffError) as info:
         M.require_eval_extra()
-    assert "pesq" in str(info.value) and 'pip install "audiodiff[eval]"' in str(info.value)
+    assert package in str(info.value) and 'pip install "audiodiff[eval]"' in str(info.value)
     assert "\n" not in str(info.value)
+
+
+@pytest.fixture(scope="module")
+def dnsmos() -> M.DnsmosScorer:
+    pytest.importorskip("speechmos")
+    pytest.importorskip("onnxruntime")
+    return M.DnsmosScorer()
+
+
+def test_dnsmos_rates_clean_speech_above_the_same_speech_in_heavy_noise(ljspeech_mini, dnsmos):
+    """LJSpeech is studio speech (OVRL about 3.3, BAK about 4.0); at 0 dB SNR of white noise
+    the background score collapses (about 1.4) and the overall one with it (about 1.6)."""
+    wav = load_audio(ljspeech_mini / "wavs" / "LJ001-0001.wav", SR)
+    clean, noisy = dnsmos.score(wav, SR), dnsmos.score(add_noise(wav, 0.0), SR)
+    for scores in (clean, noisy):
+        assert set(scores) == {m.key for m in M.CLIP_METRICS}
+        assert all(1.0 <= v <= 5.0 for v in scores.values()), scores
+    assert clean["dnsmos_ovrl"] > 3.0 and clean["dnsmos_bak"] > 3.5, clean
+    assert clean["dnsmos_ovrl"] > noisy["dnsmos_ovrl"] + 1.0, (clean, noisy)
+    assert clean["dnsmos_bak"] > noisy["dnsmos_bak"] + 2.0, (clean, noisy)
+    assert clean["dnsmos_sig"] > noisy["dnsmos_sig"] + 0.25, (clean, noisy)
+    assert dnsmos.score(wav, SR) == clean and M.DnsmosScorer().score(wav, SR) == clean  # deterministic
+
+
+def test_dnsmos_short_loud_empty_and_broken_clips(dnsmos):
+    """A short clip fills one 9.01 s window by repetition; audio beyond [-1, 1] is clipped,
+    not refused; an empty or non-finite clip scores NaN rather than stopping the run."""
+    x = voiced(0.7, sr=M.METRIC_RATE)
+    filled = M.fill_dnsmos_window(x)
+    assert len(filled) == M.DNSMOS_WINDOW and np.array_equal(filled[len(x):2 * len(x)], x)
+    assert M.fill_dnsmos_window(np.zeros(M.DNSMOS_WINDOW + 5, np.float32)).shape == (M.DNSMOS_WINDOW + 5,)
+    loud = dnsmos.score(4.0 * x, M.METRIC_RATE)
+    assert all(1.0 <= v <= 5.0 for v in loud.values()), loud
+    for broken in (np.zeros(0, np.float32), np.full(SR, np.nan, np.float32)):
+        assert all(math.isnan(v) for v in dnsmos.score(broken, SR).values())
+    means = dnsmos.mean([np.zeros(0, np.float32), x], M.METRIC_RATE)  # NaN left out of the mean
+    assert means == pytest.approx(dnsmos.score(x, M.METRIC_RATE))

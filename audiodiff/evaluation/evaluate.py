@@ -3,14 +3,17 @@
 Vocoder checkpoints: each reference file is loaded at the model's rate, turned into a
 mel with the checkpoint's own transform, and vocoded at each step count (seeded). Each
 output is scored against the reference with every paired metric (see
-`metrics.PAIR_METRICS`). Two reference rows come from the same mel in the same run:
-Griffin-Lim (a floor) and the reference itself (the ceiling: PESQ 4.64, STOI 1, 0
-for the distances).
+`metrics.PAIR_METRICS`) and rated on its own by DNSMOS (`metrics.CLIP_METRICS`). Two
+reference rows come from the same mel in the same run: Griffin-Lim (a floor) and the
+reference itself (the ceiling: PESQ 4.64, STOI 1, 0 for the distances; its DNSMOS is
+that of the clean clip).
 
 Unconditional checkpoints: `count` clips are generated at each step count and compared
 with the reference set by statistics that need no downloaded model (see
 `metrics.SET_METRICS`); white noise at the reference's level is the floor, and one half
-of the reference set against the other the ceiling.
+of the reference set against the other the ceiling. Every row also has the mean DNSMOS
+of its clips; a `reference` row has that of excerpts of the reference clips as long as
+the generated ones.
 
 Outputs in `out_dir`: results.csv (one row per file and system), results.json (the
 same, plus means and run information), audio/ (every scored waveform) and, from
@@ -38,8 +41,8 @@ from audiodiff.checkpoint import load_checkpoint
 from audiodiff.consistency import check_options
 from audiodiff.errors import AudiodiffError, AudioError
 from audiodiff.evaluation.baselines import band_griffin_lim, griffin_lim, white_noise
-from audiodiff.evaluation.metrics import (PAIR_METRICS, SET_METRICS, Metric, PairScorer, require_eval_extra,
-                                          set_distances, set_features)
+from audiodiff.evaluation.metrics import (CLIP_METRICS, PAIR_METRICS, SET_METRICS, DnsmosScorer, Metric, PairScorer,
+                                          require_eval_extra, set_distances, set_features)
 
 DEFAULT_VOCODER_STEPS = (2, 4, 6, 50)
 REFERENCE, GRIFFIN_LIM, MODEL, NOISE, HALVES = "reference", "griffin_lim", "model", "white_noise", "reference_halves"
@@ -47,6 +50,8 @@ BAND_GRIFFIN_LIM = "band_griffin_lim"
 SYSTEM_LABELS = {REFERENCE: "reference", GRIFFIN_LIM: "Griffin-Lim", BAND_GRIFFIN_LIM: "Griffin-Lim, band gains",
                  NOISE: "white noise", HALVES: "reference (half vs half)"}
 MAX_SAVED_REFERENCES = 8  # unconditional: reference clips copied into the report
+VOCODER_METRICS = PAIR_METRICS + CLIP_METRICS
+GENERATOR_METRICS = SET_METRICS + CLIP_METRICS
 
 
 def system_label(system: str, steps: int | None) -> str:
@@ -158,6 +163,7 @@ def _evaluate_vocoder(data, checkpoint, files, clips, out_dir, steps, seed, devi
     vocoder = Vocoder.from_checkpoint_data(data, str(checkpoint), device)
     cfg, sr = vocoder.recipe.audio, vocoder.sample_rate
     rows, names = [], _unique_names(files)
+    dnsmos = DnsmosScorer()
     # one short untimed vocode first, so that the first timed one does not pay for the
     # allocator's and the kernels' first use (`compute_s`/`rtf` are indicative; bench measures speed)
     vocoder.vocode(vocoder.mel(clips[0][:sr]).cpu(), steps=1, sampler=sampler, seed=seed, **consistency)
@@ -171,7 +177,8 @@ def _evaluate_vocoder(data, checkpoint, files, clips, out_dir, steps, seed, devi
             rel = f"audio/{name}/{system if n is None else f'steps-{n}'}.wav"
             save_audio(out_dir / rel, out, sr)
             t0 = time.perf_counter()
-            rows.append(_row(name, system, n, scorer.score(out), rel, dt, audio_s))
+            fitted = scorer.fit(out)
+            rows.append(_row(name, system, n, {**scorer.score(fitted), **dnsmos.score(fitted, sr)}, rel, dt, audio_s))
             log(f"  {system_label(system, n)}: scored in {time.perf_counter() - t0:.1f} s")
 
         keep(REFERENCE, None, wav, None)
@@ -187,7 +194,7 @@ def _evaluate_vocoder(data, checkpoint, files, clips, out_dir, steps, seed, devi
             keep(MODEL, n, out, time.perf_counter() - t0)
     meta.update(kind="vocoder", steps=list(steps), files=len(files),
                 sampling={str(n): vocoder.describe_sampling(n, sampler, **consistency) for n in steps})
-    return EvalResult("vocoder", out_dir, PAIR_METRICS, rows, _means(rows, PAIR_METRICS), meta, names)
+    return EvalResult("vocoder", out_dir, VOCODER_METRICS, rows, _means(rows, VOCODER_METRICS), meta, names)
 
 
 def _means(rows: list[dict], metrics: Sequence[Metric]) -> list[dict]:
@@ -202,6 +209,13 @@ def _means(rows: list[dict], metrics: Sequence[Metric]) -> list[dict]:
             m[metric.key] = float(np.mean(vals)) if vals else None
         means.append(m)
     return means
+
+
+def excerpt(clip: np.ndarray, samples: int) -> np.ndarray:
+    """The middle `samples` of a clip [n] (all of it when shorter): a reference cut to the
+    generated clips' length, away from the leading and trailing silence of speech."""
+    start = max(0, (len(clip) - samples) // 2)
+    return clip[start:start + samples]
 
 
 def _evaluate_generator(data, checkpoint, files, clips, out_dir, steps, seed, device, sampler, count,
@@ -224,18 +238,23 @@ def _evaluate_generator(data, checkpoint, files, clips, out_dir, steps, seed, de
     for name, clip in zip(names[:MAX_SAVED_REFERENCES], clips):
         ref_audio.append(f"audio/reference/{name}.wav")
         save_audio(out_dir / ref_audio[-1], clip, sr)
-    rows = []
+    dnsmos = DnsmosScorer()
+    no_set = {m.key: None for m in SET_METRICS}  # the reference against itself: nothing to measure
+    length = int(round(seconds * sr))
+    rows = [_row("", REFERENCE, None, {**no_set, **dnsmos.mean((excerpt(c, length) for c in clips), sr)},
+                 ref_audio, None, 0.0, clips=len(clips))]
     if len(clips) >= 2:
-        rows.append(_row("", HALVES, None, set_distances(set_features(clips[1::2], cfg), set_features(clips[0::2], cfg)),
-                         ref_audio, None, 0.0, clips=len(clips)))
+        halves = set_distances(set_features(clips[1::2], cfg), set_features(clips[0::2], cfg))
+        rows.append(_row("", HALVES, None, {**halves, **{m.key: None for m in CLIP_METRICS}}, ref_audio, None, 0.0,
+                         clips=len(clips)))
     level = float(np.median([np.sqrt(np.mean(np.square(c))) for c in clips]))
-    noise = white_noise(count, int(round(seconds * sr)), level, seed)
+    noise = white_noise(count, length, level, seed)
     noise_audio = []
     for i, clip in enumerate(noise[:MAX_SAVED_REFERENCES]):
         noise_audio.append(f"audio/white_noise/clip-{i}.wav")
         save_audio(out_dir / noise_audio[-1], clip, sr)
-    rows.append(_row("", NOISE, None, set_distances(set_features(noise, cfg), reference), noise_audio, None, 0.0,
-                     clips=count))
+    rows.append(_row("", NOISE, None, {**set_distances(set_features(noise, cfg), reference), **dnsmos.mean(noise, sr)},
+                     noise_audio, None, 0.0, clips=count))
     for n in steps:
         t0 = time.perf_counter()
         made = generator.generate(seconds, count=count, steps=n, sampler=sampler, seed=seed)
@@ -244,12 +263,12 @@ def _evaluate_generator(data, checkpoint, files, clips, out_dir, steps, seed, de
         for i, clip in enumerate(made):
             rel.append(f"audio/steps-{n}/clip-{i}.wav")
             save_audio(out_dir / rel[-1], clip, sr)
-        rows.append(_row("", MODEL, n, set_distances(set_features(made.numpy(), cfg), reference), rel, dt,
-                         count * seconds, clips=count))
+        scores = {**set_distances(set_features(made.numpy(), cfg), reference), **dnsmos.mean(made.numpy(), sr)}
+        rows.append(_row("", MODEL, n, scores, rel, dt, count * seconds, clips=count))
         log(f"  {n} steps: {count} clips in {dt:.1f} s")
     meta.update(kind="generator", steps=steps, count=count, seconds=seconds, reference_clips=len(clips))
     means = [dict(r, files=r["clips"]) for r in rows]
-    return EvalResult("generator", out_dir, SET_METRICS, rows, means, meta, names)
+    return EvalResult("generator", out_dir, GENERATOR_METRICS, rows, means, meta, names)
 
 
 def load_result(out_dir: str | Path) -> EvalResult:

@@ -16,6 +16,16 @@ Paired metrics (a vocoded signal against the reference it was made from, time-al
 scores any number of estimates against it. PESQ and STOI come from the optional `eval`
 extra; `require_eval_extra` names what is missing.
 
+Single-clip metrics (non-intrusive: one waveform, no reference; `CLIP_METRICS`):
+
+| key | what | best |
+|---|---|---|
+| `dnsmos_sig` | DNSMOS P.835 speech quality, 1-5, at 16 kHz (Microsoft's ONNX models, packaged in `speechmos`) | 5 |
+| `dnsmos_bak` | DNSMOS P.835 background-noise quality (how clean the background is), 1-5 | 5 |
+| `dnsmos_ovrl` | DNSMOS P.835 overall quality, 1-5 | 5 |
+
+`DnsmosScorer` loads the two ONNX sessions once and rates any number of clips.
+
 Set statistics (unconditional models: generated clips against a reference set, no
 downloaded model): distance between the mean ln-mel spectra, and 1-D Wasserstein
 distances between the per-frame distributions of loudness (RMS in dBFS) and spectral
@@ -26,6 +36,7 @@ from __future__ import annotations
 import importlib.util
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -60,6 +71,12 @@ PAIR_METRICS = (
     Metric("vuv_error", "V/UV error", "lower"),
 )
 
+CLIP_METRICS = (
+    Metric("dnsmos_sig", "DNSMOS SIG", "higher"),
+    Metric("dnsmos_bak", "DNSMOS BAK", "higher"),
+    Metric("dnsmos_ovrl", "DNSMOS OVRL", "higher"),
+)
+
 SET_METRICS = (
     Metric("mean_log_mel_dist", "mean log-mel dist", "lower"),
     Metric("loudness_w1_db", "loudness W1", "lower", "dB"),
@@ -69,7 +86,10 @@ SET_METRICS = (
     Metric("flatness_mean", "flatness mean", "info"),
 )
 
-EXTRA_PACKAGES = {"pesq": "PESQ", "pystoi": "STOI", "matplotlib": "the report's plots"}
+EXTRA_PACKAGES = {"pesq": "PESQ", "pystoi": "STOI", "speechmos": "DNSMOS", "onnxruntime": "DNSMOS",
+                  "requests": "DNSMOS: speechmos imports it", "matplotlib": "the report's plots"}
+DNSMOS_PACKAGES = ("speechmos", "onnxruntime", "requests")
+DNSMOS_WINDOW = 144160  # samples at 16 kHz: the 9.01 s the DNSMOS models rate at once
 
 
 def format_value(value, key: str = "") -> str:
@@ -278,6 +298,70 @@ class PairScorer:
             "f0_rmse_cents": f0,
             "vuv_error": vuv,
         }
+
+
+# ---- single-clip metrics (no reference) ----
+
+def _dnsmos_model(threads: int):
+    """speechmos's DNSMOS over its packaged (not personalised) models, with CPU sessions of
+    `threads` intra-op threads: speechmos's own constructor takes ONNX Runtime's default,
+    a thread per core, whatever `--threads` says."""
+    import onnxruntime as ort
+    from speechmos import dnsmos
+
+    folder = Path(dnsmos.__file__).resolve().parent / "dnsmos_models"
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+
+    def session(name: str):
+        return ort.InferenceSession(str(folder / name), options, providers=["CPUExecutionProvider"])
+
+    model = object.__new__(dnsmos.DNSMOS)  # the same object its __init__ makes, with these sessions
+    model.primary_model_path = str(folder / "sig_bak_ovr.onnx")
+    model.onnx_sess, model.p808_onnx_sess = session("sig_bak_ovr.onnx"), session("model_v8.onnx")
+    return model
+
+
+def fill_dnsmos_window(wav_16k: np.ndarray) -> np.ndarray:
+    """A clip shorter than DNSMOS's 9.01 s window, repeated and cut to exactly one window.
+
+    speechmos would double it until it is long enough and average every 1 s hop of the
+    result: the same repeated sound, rated up to 7 times (a 0.5 s clip). Longer clips are
+    returned as they are. [samples] -> [max(samples, DNSMOS_WINDOW)].
+    """
+    if len(wav_16k) >= DNSMOS_WINDOW:
+        return wav_16k
+    return np.tile(wav_16k, -(-DNSMOS_WINDOW // len(wav_16k)))[:DNSMOS_WINDOW]
+
+
+class DnsmosScorer:
+    """DNSMOS P.835 (Reddy et al., ICASSP 2022) of single clips: SIG, BAK and OVRL, 1-5,
+    higher is better (see CLIP_METRICS). No reference is needed, so the reference clip
+    itself, a baseline and a generated clip are rated alike.
+
+    The ONNX sessions are made once (torch's intra-op thread count) and reused for every
+    clip. Each clip is resampled to 16 kHz and clipped to [-1, 1] (what saving it as
+    16-bit audio does); an empty or non-finite clip scores NaN.
+    """
+
+    def __init__(self, threads: int | None = None):
+        require_eval_extra(DNSMOS_PACKAGES)
+        self.model = _dnsmos_model(threads or torch.get_num_threads())
+
+    def score(self, wav, sample_rate: int) -> dict[str, float]:
+        """{dnsmos_sig, dnsmos_bak, dnsmos_ovrl} of one waveform [samples] at `sample_rate`."""
+        x = _tensor(wav)
+        if x.numel() == 0 or not bool(torch.isfinite(x).all()):
+            return {m.key: float("nan") for m in CLIP_METRICS}
+        x = np.clip(to_metric_rate(x, sample_rate), -1.0, 1.0)
+        out = self.model(fill_dnsmos_window(x), METRIC_RATE, False)
+        return {"dnsmos_sig": float(out["sig_mos"]), "dnsmos_bak": float(out["bak_mos"]),
+                "dnsmos_ovrl": float(out["ovrl_mos"])}
+
+    def mean(self, clips, sample_rate: int) -> dict[str, float]:
+        """Per-key mean over `clips` (an iterable of [samples] waveforms) of finite scores."""
+        scores = [self.score(c, sample_rate) for c in clips]
+        return {m.key: finite_mean(s[m.key] for s in scores) for m in CLIP_METRICS}
 
 
 # ---- set statistics (unconditional generation) ----

@@ -15,11 +15,12 @@ import torch
 from audiodiff.atomic import atomic_path
 from audiodiff.audio import ln_mel_transform, load_audio
 from audiodiff.evaluation.evaluate import BAND_GRIFFIN_LIM, GRIFFIN_LIM, HALVES, MODEL, NOISE, REFERENCE, EvalResult
-from audiodiff.evaluation.metrics import format_value, require_eval_extra
+from audiodiff.evaluation.metrics import PAIR_METRICS, format_value, require_eval_extra
 from audiodiff.recipe import AudioConfig
 
 DB_RANGE = 80.0
-CARD_METRICS = ("pesq_wb", "stoi", "mcd_db", "log_mel")
+CARD_METRICS = ("pesq_wb", "stoi", "mcd_db", "log_mel", "dnsmos_ovrl")
+PAIRED = frozenset(m.key for m in PAIR_METRICS)  # not shown on the reference's card: trivially best there
 MAX_CLIPS_SHOWN = 4  # unconditional: clips shown per system
 
 CSS = """
@@ -101,10 +102,10 @@ def _metric_plot(plt, result: EvalResult, target: Path) -> bool:
               BAND_GRIFFIN_LIM: ("tab:orange", "--"), NOISE: ("tab:red", "--")}
     steps = [m["steps"] for m in model]
     for ax, metric in zip(axes.flat, metrics):
-        ys = [m[metric.key] if m[metric.key] is not None else np.nan for m in model]
+        ys = [m[metric.key] if m.get(metric.key) is not None else np.nan for m in model]
         ax.plot(steps, ys, "o-", color="tab:blue", label="model")
         for ref in refs:
-            if ref[metric.key] is not None:
+            if ref.get(metric.key) is not None:
                 color, ls = styles.get(ref["system"], ("gray", "-."))
                 ax.axhline(ref[metric.key], color=color, linestyle=ls, label=ref["label"])
         ax.set_xscale("log", base=2)
@@ -117,8 +118,11 @@ def _metric_plot(plt, result: EvalResult, target: Path) -> bool:
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
+    legend = {}  # every system once, though not every row has every metric
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=len(legend), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     _savefig(fig, target)
     plt.close(fig)
@@ -170,12 +174,15 @@ def write_report(result: EvalResult, config: AudioConfig | None = None) -> Path:
     if result.kind == "vocoder":
         body.append("<p class='note'>Reference rows from the same mel: the reference itself (the ceiling) and "
                     "Griffin-Lim (32 iterations, a floor). PESQ is wideband at 16 kHz (1.04 to 4.64); STOI 0 to 1; "
-                    "F0 by pYIN (60 to 500 Hz), RMSE over frames voiced in both; RTF = compute seconds per audio second.</p>")
+                    "F0 by pYIN (60 to 500 Hz), RMSE over frames voiced in both; DNSMOS (P.835: speech SIG, "
+                    "background BAK, overall OVRL, 1 to 5) rates each clip alone, the reference included; "
+                    "RTF = compute seconds per audio second.</p>")
     else:
         body.append("<p class='note'>Statistics of the generated set against the reference set: L1 between mean "
                     "ln-mel spectra, and 1-D Wasserstein distances of per-frame loudness (RMS, dBFS) and spectral "
                     "flatness. White noise at the reference's level is a floor; one half of the reference set "
-                    "against the other shows the statistics' own spread.</p>")
+                    "against the other shows the statistics' own spread. DNSMOS (P.835, 1 to 5) is the mean over "
+                    "each row's clips; the reference row's over excerpts as long as the generated clips.</p>")
     if _metric_plot(plt, result, out / "img" / "metrics.png"):
         body.append("<h2>Scores against step count</h2><img class='plot' src='img/metrics.png' alt='metrics vs steps'>")
     if result.kind == "vocoder":
@@ -188,14 +195,15 @@ def write_report(result: EvalResult, config: AudioConfig | None = None) -> Path:
                 img = f"img/{name}/{Path(r['audio']).stem}.png"
                 _save_spectrogram(plt, _spectrogram_db(out / r["audio"], config), out / img, None, config, vmax)
                 scores = " · ".join(f"{labels[k]} {_fmt(r.get(k), k)}" for k in CARD_METRICS
-                                    if r["system"] != REFERENCE)
+                                    if k in labels and (r["system"] != REFERENCE or k not in PAIRED))
                 cards.append(_card(r["label"], img, r["audio"], scores))
             columns = f"grid-template-columns: repeat({len(cards)}, minmax(230px, 1fr))"  # one row: side by side
             body.append(f"<h2>{html.escape(name)}</h2><div class='row' style='{columns}'>{''.join(cards)}</div>")
     else:
-        groups = [("reference clips", "reference", next((r["audio"] for r in result.rows if r["system"] == HALVES),
-                                                         None))]
-        groups += [(r["label"], Path(r["audio"][0]).parent.name, r["audio"]) for r in result.rows if r["system"] != HALVES]
+        groups = [("reference clips", "reference", next((r["audio"] for r in result.rows
+                                                          if r["system"] in (REFERENCE, HALVES)), None))]
+        groups += [(r["label"], Path(r["audio"][0]).parent.name, r["audio"]) for r in result.rows
+                   if r["system"] not in (REFERENCE, HALVES)]
         if groups[0][2] is None:
             ref_dir = out / "audio" / "reference"
             groups[0] = ("reference clips", "reference",
