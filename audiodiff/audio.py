@@ -205,6 +205,18 @@ def ln_mel_transform(config: AudioConfig) -> MelSpectrogram:
     return MelSpectrogram(dataclasses.replace(config, compression="ln"))
 
 
+#: Decibels below the loudest bin that a spectrogram picture shows (report images, TensorBoard).
+DB_RANGE = 80.0
+
+
+def spectrogram_db(wav: np.ndarray | torch.Tensor, config: AudioConfig) -> np.ndarray:
+    """wav [samples] at the model's rate -> ln-mel magnitude in dB [n_mels, frames]: what
+    the eval report's images and TensorBoard's spectrograms show, on one scale."""
+    with torch.no_grad():
+        ln = ln_mel_transform(config)(torch.as_tensor(wav, dtype=torch.float32).reshape(-1)).numpy()
+    return ln * (20.0 / np.log(10.0))  # ln magnitude -> dB
+
+
 def mel_clamps(config: AudioConfig) -> tuple[float, float | None]:
     """The values `MelSpectrogram.compress` clamps to: (floor, ceiling or None). A mel
     value at the floor says "this quiet or quieter", at the ceiling "this loud or louder"."""

@@ -32,9 +32,9 @@ from typing import Any
 import torch
 
 from audiodiff.atomic import atomic_path
-from audiodiff.diffusion import SearchedSchedule
 from audiodiff.errors import CheckpointError, RecipeError
 from audiodiff.recipe import Recipe
+from audiodiff.searched_schedule import SearchedSchedule
 
 FORMAT = "audiodiff-checkpoint"
 FORMAT_VERSION = 1

@@ -29,12 +29,43 @@ GainAdjustOpt = Annotated[Optional[bool], typer.Option("--gain-adjust/--no-gain-
 RefineOpt = Annotated[Optional[int], typer.Option(help="Fast Griffin-Lim iterations with band gains after sampling, from the vocoder's output. Default: the checkpoint's setting, else 0.")]
 ThreadsOpt = Annotated[Optional[int], typer.Option(help="Intra-op CPU threads (default: torch's default, one per core).")]
 SamplerOpt = Annotated[Optional[str], typer.Option(help="ddpm (ancestral) or ddim (deterministic). Default: the checkpoint's searched choice for the step count, else ddpm.")]
+RecipeArg = Annotated[str, typer.Argument(help="A shipped recipe's name (tiny, kathleen, ...: see `audiodiff recipes`) or a recipe TOML file.")]
+DataOpt = Annotated[Optional[Path], typer.Option("--data", help="Folder of the training audio: short for --set data.root=DIR (a relative recipe root is read from the current folder).")]
+
+
+def _print_version(value: bool) -> None:
+    """Eager --version: print `audiodiff X.Y.Z` and exit 0 before any command runs."""
+    if value:
+        from audiodiff import __version__
+
+        typer.echo(f"audiodiff {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """Diffusion models of raw audio: train a DiffWave vocoder or generator, vocode mels, sample sound."""
+
+
+def _recipe_overrides(set_: Optional[list[str]], data: Optional[Path]) -> list[str]:
+    """The --set overrides, with --data DIR as data.root (a TOML string, so any path survives)."""
+    import json
+
+    overrides = list(set_ or [])
+    if data is not None:
+        if any(item.split("=", 1)[0].strip() == "data.root" for item in overrides):
+            raise AudiodiffError("--data and --set data.root both name the data folder; give one")
+        overrides.append(f"data.root={json.dumps(str(data))}")
+    return overrides
 
 
 @app.command()
 def train(
-    recipe: Annotated[Path, typer.Argument(help="Recipe TOML file, e.g. recipes/ljspeech.toml.")],
+    recipe: RecipeArg,
     out: Annotated[Optional[Path], typer.Option(help="Run folder (default runs/<recipe name>). Re-running resumes.")] = None,
+    data: DataOpt = None,
     max_steps: Annotated[Optional[int], typer.Option(help="Stop at this step (overrides train.max_steps).")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe value: section.key=value (repeatable).")] = None,
     device: DeviceOpt = "auto",
@@ -43,17 +74,18 @@ def train(
 ) -> None:
     """Train a model from a recipe; resumes from the newest checkpoint in --out. Under torchrun, data-parallel."""
     from audiodiff.distributed import is_main_process
-    from audiodiff.recipe import load_recipe
+    from audiodiff.recipe import load_recipe, resolve_recipe
     from audiodiff.training import train as run_training
 
     err.quiet = not is_main_process()  # under torchrun only rank 0 prints
-    overrides = list(set_ or [])
+    overrides = _recipe_overrides(set_, data)
     if max_steps is not None:
         overrides.append(f"train.max_steps={max_steps}")
     if seed is not None:
         overrides.append(f"train.seed={seed}")
-    parsed = load_recipe(recipe, overrides)
-    out = out or Path("runs") / recipe.stem
+    path = resolve_recipe(recipe)
+    parsed = load_recipe(path, overrides)
+    out = out or Path("runs") / path.stem
     try:
         last = run_training(parsed, out, device=device, console=err, init=init)
     except KeyboardInterrupt:
@@ -64,7 +96,8 @@ def train(
 
 @app.command()
 def vocode(
-    inputs: Annotated[list[Path], typer.Argument(help="Audio files (resynthesised from their mel) or mels (.npy/.pt) shaped n_mels x frames.")],
+    inputs: Annotated[Optional[list[Path]], typer.Argument(help="Audio files (resynthesised from their mel) or mels (.npy/.pt) shaped n_mels x frames.", show_default=False)] = None,
+    example: Annotated[bool, typer.Option("--example", help="Also vocode the shipped example clip (3.3 s of CC0 speech; `audiodiff vocode --example -o out.wav` needs no files of your own).")] = False,
     checkpoint: CheckpointOpt = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output .wav/.flac (one input).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option(help="Output folder (any number of inputs); files keep their stem.")] = None,
@@ -77,12 +110,17 @@ def vocode(
     refine: RefineOpt = None,
     threads: ThreadsOpt = None,
 ) -> None:
-    """Turn mel spectrograms (or the mels of audio files) into waveforms."""
+    """Turn mel spectrograms (or the mels of audio files) into waveforms.
+    With no files of your own: `audiodiff vocode --example -o out.wav`."""
     from audiodiff.audio import MEL_SUFFIXES, load_audio, load_mel, output_format, save_audio
     from audiodiff.consistency import check_options
-    from audiodiff.inference import Vocoder, set_cpu_threads
-    from audiodiff.pretrained import default_checkpoint, describe_checkpoint
+    from audiodiff.devices import set_cpu_threads
+    from audiodiff.inference import Vocoder
+    from audiodiff.pretrained import default_checkpoint, describe_checkpoint, example_path
 
+    inputs = [*(inputs or []), *([example_path()] if example else [])]
+    if not inputs:
+        raise AudiodiffError("nothing to vocode: give audio or mel files, or --example for the shipped clip")
     if output is not None and len(inputs) > 1:
         raise AudiodiffError("-o names one output file; use --out-dir for several inputs")
     check_options(gain_adjust, refine)
@@ -127,7 +165,8 @@ def sample(
 ) -> None:
     """Generate sound unconditionally from an unconditional model."""
     from audiodiff.audio import output_format, save_audio
-    from audiodiff.inference import Generator, set_cpu_threads
+    from audiodiff.devices import set_cpu_threads
+    from audiodiff.inference import Generator
     from audiodiff.pretrained import default_checkpoint, describe_checkpoint
 
     set_cpu_threads(threads)
@@ -165,6 +204,24 @@ def info(checkpoint: CheckpointOpt = None) -> None:
                   f"without -c)")
         _describe(out, DEFAULTS[kind], model_card(kind))
         out.print()
+
+
+@app.command("recipes")
+def recipes_() -> None:
+    """List the shipped recipes: name, what it trains, the data it expects, rough training time."""
+    from rich.table import Table
+
+    from audiodiff.recipe import shipped_recipes
+
+    table = Table(title="Shipped recipes (audiodiff train NAME)")
+    for name in ("name", "trains", "data it expects (data.source at data.root)", "time (CPU / one GPU)"):
+        table.add_column(name, no_wrap=name == "name")
+    for info in shipped_recipes():
+        table.add_row(info.name, info.summary, f"{info.data_source} at {info.data_root}", info.time)
+    out = Console()
+    out.print(table)
+    out.print("A relative data.root is read from the current folder; `--data DIR` points a recipe at "
+              "your own audio (`--set data.source=folder` for a plain folder of clips).", highlight=False)
 
 
 def _describe(out: Console, ckpt: Path, card) -> None:
@@ -246,10 +303,10 @@ def eval_(
     """Score a checkpoint against reference audio at several step counts; write CSV, JSON and report.html."""
     from rich.table import Table
 
+    from audiodiff.devices import set_cpu_threads
     from audiodiff.evaluation.evaluate import evaluate, parse_steps
     from audiodiff.evaluation.metrics import format_value
     from audiodiff.evaluation.report import write_report
-    from audiodiff.inference import set_cpu_threads
     from audiodiff.pretrained import default_checkpoint
 
     set_cpu_threads(threads)
@@ -277,7 +334,7 @@ def eval_(
 @app.command()
 def bench(
     checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="Checkpoint (.pt) to measure.")] = None,
-    recipe: Annotated[Optional[Path], typer.Option(help="Recipe TOML: measure its model with random weights (before training).")] = None,
+    recipe: Annotated[Optional[str], typer.Option(help="A shipped recipe's name or a recipe TOML file: measure its model with random weights (before training).")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe value: section.key=value (repeatable).")] = None,
     seconds: Annotated[float, typer.Option(help="Seconds of audio per run.")] = 10.0,
     steps: Annotated[str, typer.Option(help="Comma-separated step counts.")] = "1,2,4,6",
@@ -330,17 +387,19 @@ app.add_typer(data_app, name="data")
 
 @data_app.command("check")
 def data_check(
-    recipe: Annotated[Path, typer.Argument(help="Recipe TOML file; its data section names the data set.")],
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe value, e.g. data.root=/my/audio (repeatable).")] = None,
+    recipe: RecipeArg,
+    data: DataOpt = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe value, e.g. data.source=folder (repeatable).")] = None,
     write_cache: Annotated[bool, typer.Option("--write-cache", help="Write copies resampled to the model's rate under data.cache_dir.")] = False,
     show: Annotated[int, typer.Option(help="Name at most this many files of each problem kind.")] = 10,
 ) -> None:
     """Scan a data set: files, duration, rates, channels, short and bad files. Exit 2 if unusable."""
     from audiodiff.data.check import run_check
-    from audiodiff.recipe import load_recipe
+    from audiodiff.recipe import load_recipe, resolve_recipe
 
-    parsed = load_recipe(recipe, list(set_ or []))
-    run_check(parsed, str(recipe), out=Console(), err=err, write=write_cache, show=show)
+    path = resolve_recipe(recipe)
+    parsed = load_recipe(path, _recipe_overrides(set_, data))
+    run_check(parsed, str(path), out=Console(), err=err, write=write_cache, show=show)
 
 
 schedule_app = typer.Typer(no_args_is_help=True, help="Find few-step sampling schedules for a trained vocoder.")
@@ -368,8 +427,9 @@ def schedule_search(
 
     from audiodiff.audio import load_audio
     from audiodiff.checkpoint import load_checkpoint, save_searched_copy
+    from audiodiff.devices import set_cpu_threads
     from audiodiff.evaluation.evaluate import collect_audio, parse_steps
-    from audiodiff.inference import Vocoder, set_cpu_threads
+    from audiodiff.inference import Vocoder
     from audiodiff.schedule_search import METRICS, ClipScorer, check_metric, search
 
     set_cpu_threads(threads)

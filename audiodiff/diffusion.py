@@ -77,7 +77,8 @@ def training_schedule(config: DiffusionConfig) -> Schedule:
 def inference_schedule(config: DiffusionConfig, steps: int) -> Schedule:
     """The default schedule for sampling with `steps` network evaluations.
 
-    - steps == len(fast_betas) (6 by default): the recipe's fast schedule (lmnt's);
+    - steps == config.fast_steps (len(fast_betas), 6 by default): the recipe's fast
+      schedule (lmnt's);
     - fewer: geometric betas between the fast schedule's ends;
     - more, up to the training length: the training schedule sub-sampled evenly in
       step index (alpha-bar kept at the chosen points);
@@ -87,9 +88,9 @@ def inference_schedule(config: DiffusionConfig, steps: int) -> Schedule:
         raise ValueError("steps must be >= 1")
     train = training_schedule(config)
     fast = config.fast_betas
-    if steps == len(fast):
+    if steps == config.fast_steps:
         return Schedule.from_betas(fast)
-    if steps < len(fast):
+    if steps < config.fast_steps:
         if steps == 1:
             return Schedule.from_betas([fast[-1]])
         return Schedule.from_betas(torch.logspace(math.log10(fast[0]), math.log10(fast[-1]), steps,
@@ -159,105 +160,3 @@ def diffusion_loss(network: torch.nn.Module, audio: torch.Tensor, cond: torch.Te
         clean = target_from_eps(predicted, noisy, a, "x0")
         loss = loss + stft_weight * mr_stft_loss(audio.squeeze(1), clean.squeeze(1)).mean()
     return loss
-
-
-SAMPLER_NAMES = ("ddpm", "ddim")
-
-
-@dataclass(frozen=True)
-class SearchedSchedule:
-    """A sampling schedule found by `audiodiff schedule search`, as stored in a checkpoint.
-
-    `betas` [steps] (step 0, least noise, first) with the sampler that scored best with
-    them ('ddpm' ancestral, or 'ddim' with noise scale `eta`), the metric, its mean
-    score on the search clips, how many clips that was, and whether the vocoder ran
-    with mel gain adjustment while scoring (None: not recorded, as in checkpoints
-    searched before it was), and the `--guard` metrics it was held to (empty: none, or
-    searched before guards were recorded).
-    """
-    betas: tuple[float, ...]
-    sampler: str = "ddpm"
-    eta: float = 0.0
-    metric: str = ""
-    score: float = float("nan")
-    clips: int = 0
-    gain_adjust: bool | None = None
-    guard: tuple[GuardScore, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.sampler not in SAMPLER_NAMES:
-            raise ValueError(f"sampler {self.sampler!r} is not one of {', '.join(SAMPLER_NAMES)}")
-        if not 0.0 <= self.eta <= 1.0:
-            raise ValueError(f"eta {self.eta} is not in [0, 1]")
-        Schedule.from_betas(self.betas)  # validates: non-empty, each in (0, 1)
-
-    @property
-    def schedule(self) -> Schedule:
-        return Schedule.from_betas(self.betas)
-
-    def describe_score(self) -> str:
-        """'pesq 1.889 on 5 clips, with gain adjustment': what the score was measured on."""
-        how = {True: ", with gain adjustment", False: ", raw", None: ""}[self.gain_adjust]
-        guards = "".join(f", {g.describe()}" for g in self.guard)
-        return f"{self.metric} {self.score:.3f} on {self.clips} clips{how}{guards}"
-
-    def to_dict(self) -> dict:
-        d = {"betas": [float(b) for b in self.betas], "sampler": self.sampler, "eta": float(self.eta),
-             "metric": self.metric, "score": float(self.score), "clips": int(self.clips)}
-        if self.gain_adjust is not None:
-            d["gain_adjust"] = bool(self.gain_adjust)
-        if self.guard:
-            d["guard"] = {g.metric: g.to_dict() for g in self.guard}
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> SearchedSchedule:
-        """Rebuild from `to_dict()`; ValueError (saying what is wrong) for anything else."""
-        if not isinstance(d, dict) or not isinstance(d.get("betas"), (list, tuple)):
-            raise ValueError("a searched schedule must be a table with a list of betas")
-        unknown = set(d) - {"betas", "sampler", "eta", "metric", "score", "clips", "gain_adjust", "guard"}
-        if unknown:
-            raise ValueError(f"unknown keys {', '.join(sorted(unknown))}")
-        guard = d.get("guard", {})
-        if not isinstance(guard, dict):
-            raise ValueError("guard must be a table of metric -> {score, bound, met}")
-        try:
-            return cls(betas=tuple(float(b) for b in d["betas"]), sampler=str(d.get("sampler", "ddpm")),
-                       eta=float(d.get("eta", 0.0)), metric=str(d.get("metric", "")),
-                       score=float(d.get("score", float("nan"))), clips=int(d.get("clips", 0)),
-                       gain_adjust=_optional_bool(d.get("gain_adjust"), "gain_adjust"),
-                       guard=tuple(GuardScore.from_dict(str(k), v) for k, v in guard.items()))
-        except (TypeError, ValueError) as exc:
-            raise ValueError(str(exc)) from None
-
-
-@dataclass(frozen=True)
-class GuardScore:
-    """A searched schedule's mean score by one `--guard` metric on the search clips, the
-    bound it was held to (the recipe's fast schedule's score on the same clips), and
-    whether it met it (no worse than the bound)."""
-    metric: str
-    score: float
-    bound: float
-    met: bool
-
-    def describe(self) -> str:
-        """'guard logmel 0.2105 (fast schedule 0.2175, met)'."""
-        return f"guard {self.metric} {self.score:.4f} (fast schedule {self.bound:.4f}, {'met' if self.met else 'not met'})"
-
-    def to_dict(self) -> dict:
-        return {"score": float(self.score), "bound": float(self.bound), "met": bool(self.met)}
-
-    @classmethod
-    def from_dict(cls, metric: str, d: dict) -> GuardScore:
-        """Rebuild from `to_dict()`; ValueError naming the guard for anything else."""
-        if not isinstance(d, dict) or set(d) != {"score", "bound", "met"} or not isinstance(d["met"], bool):
-            raise ValueError(f"guard {metric}: must be a table of score, bound and met (true/false)")
-        return cls(metric, float(d["score"]), float(d["bound"]), d["met"])
-
-
-def _optional_bool(value, key: str) -> bool | None:
-    """None or a bool, as stored; ValueError naming `key` for anything else."""
-    if value is None or isinstance(value, bool):
-        return value
-    raise ValueError(f"{key} must be true or false, got {value!r}")

@@ -17,8 +17,8 @@ from typing import TypeVar
 import torch
 import torch.distributed as dist
 
+from audiodiff.devices import resolve_device
 from audiodiff.errors import AudiodiffError
-from audiodiff.inference import resolve_device
 
 T = TypeVar("T")
 

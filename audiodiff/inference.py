@@ -24,19 +24,20 @@ from torch import nn
 
 from audiodiff.audio import MelSpectrogram, check_mel
 from audiodiff.checkpoint import load_checkpoint
-from audiodiff.diffusion import SearchedSchedule, Schedule, inference_schedule, training_schedule
+from audiodiff.consistency import MelConsistency
+from audiodiff.devices import resolve_device
+from audiodiff.diffusion import Schedule, inference_schedule, training_schedule
 from audiodiff.errors import AudiodiffError, CheckpointError
 from audiodiff.networks import build_network
 from audiodiff.precision import autocast, check_precision
 from audiodiff.prior import noise_std
 from audiodiff.recipe import Recipe
-from audiodiff.consistency import MelConsistency
 from audiodiff.samplers import SAMPLERS, Denoiser, Projection, StepCallback
+from audiodiff.searched_schedule import SearchedSchedule
 
 CHUNK_SAMPLES = 32768
 CONDITION_CACHE_BYTES = 256 * 2 ** 20
 MIN_CHUNK_MARGINS = 16
-FAST_STEPS = 6
 
 
 def keep_freed_memory() -> bool:
@@ -63,33 +64,6 @@ def keep_freed_memory() -> bool:
 
 
 _MALLOC_TUNED: bool | None = None
-
-
-def check_threads(threads: int | None) -> None:
-    """`--threads` is None (torch's default) or at least 1; else a one-line error."""
-    if threads is not None and threads < 1:
-        raise AudiodiffError(f"--threads {threads}: must be >= 1")
-
-
-def set_cpu_threads(threads: int | None) -> None:
-    """Limit torch's intra-op CPU threads to `threads` (None: torch's default, one per
-    core), e.g. to leave cores to other work on a shared machine."""
-    check_threads(threads)
-    if threads is not None:
-        torch.set_num_threads(threads)
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """'auto' (or None) -> cuda if available else cpu; otherwise the named device."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise AudiodiffError(f"--device {device!r}: not a device name (cpu, cuda, cuda:1, auto)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise AudiodiffError(f"--device {device}: CUDA is not available on this machine")
-    return dev
 
 
 class Conditioner:
@@ -272,8 +246,9 @@ class Vocoder(_Model):
     @property
     def default_steps(self) -> int:
         """The step count `vocode` uses when none is given: the checkpoint's choice
-        (set by `audiodiff schedule search --default-steps`), else 6."""
-        return self._default_steps or FAST_STEPS
+        (set by `audiodiff schedule search --default-steps`), else the recipe's fast
+        schedule's length (`diffusion.fast_steps`, 6 in the shipped recipes)."""
+        return self._default_steps or self.recipe.diffusion.fast_steps
 
     def vocode(self, mel: torch.Tensor | np.ndarray, steps: int | None = None, sampler: str | None = None,
                seed: int | None = 0, generator: torch.Generator | None = None,
@@ -283,8 +258,8 @@ class Vocoder(_Model):
         """mel [n_mels, frames] or [B, n_mels, frames] -> waveform [frames*hop] or [B, frames*hop].
 
         `steps` network evaluations (default `default_steps`) with the checkpoint's
-        searched schedule for that count if it has one, else the default rule (6:
-        lmnt's fast schedule; 50: the full training schedule); `sampler` 'ddpm' or
+        searched schedule for that count if it has one, else the default rule (the
+        recipe's fast_betas at their own count; 50: the full training schedule); `sampler` 'ddpm' or
         'ddim' (default: the searched one, else ddpm); `seed` (or `generator`) fixes
         the noise. `schedule`, `sampler` and `eta` together override all of that.
         `gain_adjust` matches each step's clean estimate to the mel (WaveFit's gain

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from audiodiff.evaluation.report import DB_RANGE, spectrogram_db
+from audiodiff.audio import DB_RANGE, spectrogram_db
 from audiodiff.recipe import AudioConfig
 
 #: Packages TensorBoard logging needs: the event writer, and PIL to encode images.

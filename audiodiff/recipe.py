@@ -9,6 +9,10 @@ carry it as a plain dict (`Recipe.to_dict` / `Recipe.from_dict`).
 
 `[audio]` may name a mel preset (`preset = "hifigan"`); its values are the defaults
 of that section and any key written beside it overrides them.
+
+The shipped recipes live in `audiodiff/recipes/` as package data, so a recipe argument
+is a name (`tiny`, `kathleen`) or a path (`resolve_recipe`); `shipped_recipes` describes
+them for `audiodiff recipes`.
 """
 from __future__ import annotations
 
@@ -134,6 +138,13 @@ class DiffusionConfig:
     prior: str = "standard"
     prior_min: float = 0.1
     prior_reference: float = 0.0
+
+    @property
+    def fast_steps(self) -> int:
+        """Network evaluations of the recipe's fast schedule, `len(fast_betas)`: a vocoder's
+        default step count and training validation's, where that count samples exactly
+        `fast_betas` (diffusion.inference_schedule)."""
+        return len(self.fast_betas)
 
     def validate(self, where: str) -> None:
         _check(self.schedule in ("linear", "quadratic", "cosine"), where, "diffusion.schedule",
@@ -282,14 +293,74 @@ _SECTION_CLASSES = {"audio": AudioConfig, "model": ModelConfig, "diffusion": Dif
                     "train": TrainConfig, "data": DataConfig}
 
 
+#: Where the shipped recipes are: `<name>.toml` each.
+SHIPPED_DIR = Path(__file__).parent / "recipes"
+
+
+def shipped_names() -> list[str]:
+    """The names of the shipped recipes, sorted."""
+    return sorted(p.stem for p in SHIPPED_DIR.glob("*.toml"))
+
+
+def resolve_recipe(name_or_path: str | Path) -> Path:
+    """The recipe file a command-line argument means: an existing file, else a shipped name.
+
+    A path that exists wins, so a local `tiny.toml` or a file named `tiny` is read as
+    given; otherwise a bare name (no folder, no suffix) is looked up among the shipped
+    recipes. Raises RecipeError naming the argument and the shipped names.
+    """
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    text = str(name_or_path)
+    is_name = path.name == text and not path.suffix
+    if is_name and (SHIPPED_DIR / f"{text}.toml").is_file():
+        return SHIPPED_DIR / f"{text}.toml"
+    shipped = ", ".join(shipped_names())
+    if is_name:
+        raise RecipeError(f"{text}: recipe file not found, and no shipped recipe has that name "
+                          f"(shipped: {shipped}; `audiodiff recipes` lists them)")
+    raise RecipeError(f"{path}: recipe file not found (or give a shipped recipe's name: {shipped})")
+
+
+@dataclass(frozen=True)
+class RecipeInfo:
+    """A shipped recipe as `audiodiff recipes` lists it.
+
+    `summary` (what it trains) and `time` (rough training time on a CPU and on one GPU)
+    are the file's first comment line and its `# time:` line; `data_source` and
+    `data_root` are its [data] section, the data it expects (a relative root is read
+    from the current folder).
+    """
+    name: str
+    path: Path
+    summary: str
+    time: str
+    data_source: str
+    data_root: str
+
+
+def shipped_recipes() -> list[RecipeInfo]:
+    """Describe every shipped recipe, sorted by name (each file is loaded and validated)."""
+    return [_recipe_info(SHIPPED_DIR / f"{name}.toml") for name in shipped_names()]
+
+
+def _recipe_info(path: Path) -> RecipeInfo:
+    comments = [line[1:].strip() for line in path.read_text(encoding="utf-8").splitlines()
+                if line.startswith("#")]
+    summary = comments[0] if comments else "unknown"
+    time = next((c.split(":", 1)[1].strip() for c in comments if c.startswith("time:")), "unknown")
+    data = load_recipe(path).data
+    return RecipeInfo(path.stem, path, summary, time, data.source, data.root)
+
+
 def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
-    """Read a recipe TOML file, apply `section.key=value` overrides, validate.
+    """Read a recipe (a TOML file, or a shipped recipe's name), apply `section.key=value`
+    overrides, validate.
 
     Raises RecipeError (one line naming the file and key) on any problem.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise RecipeError(f"{path}: recipe file not found")
+    path = resolve_recipe(path)
     try:
         table = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

@@ -41,10 +41,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from audiodiff.diffusion import GuardScore, SearchedSchedule, Schedule, inference_schedule, subsampled, training_schedule
+from audiodiff.diffusion import Schedule, inference_schedule, subsampled, training_schedule
 from audiodiff.errors import AudiodiffError
 from audiodiff.evaluation.metrics import finite_mean, log_mel_distance, mr_stft_distance, pesq_wb, to_metric_rate
 from audiodiff.inference import Vocoder
+from audiodiff.searched_schedule import GuardScore, SearchedSchedule
 
 #: name -> (higher is better?, description)
 METRICS = {"pesq": (True, "PESQ wideband"), "logmel": (False, "log-mel distance"),
@@ -174,7 +175,7 @@ class ClipScorer:
         """The recipe's fast schedule's scores by the guards (empty without guards); a
         one-line error if one is not finite (e.g. PESQ on clips with no speech)."""
         if self._bounds is None:
-            fast = baseline_candidates(self.vocoder, len(self.vocoder.recipe.diffusion.fast_betas))["default"]
+            fast = baseline_candidates(self.vocoder, self.vocoder.recipe.diffusion.fast_steps)["default"]
             self._bounds = self.score_all(fast) if self.guard else {}
             for name in self.guard:
                 if not math.isfinite(self._bounds[name]):
@@ -202,7 +203,7 @@ class ClipScorer:
 def baseline_candidates(vocoder: Vocoder, steps: int) -> dict[str, Candidate]:
     """The schedules a search must beat, named for the results table."""
     config = vocoder.recipe.diffusion
-    rule = inference_schedule(config, steps)  # at len(fast_betas) steps: lmnt's fast schedule
+    rule = inference_schedule(config, steps)  # at diffusion.fast_steps: the recipe's fast_betas
     return {"default": Candidate.of(rule),
             "train-subsampled": Candidate.of(subsampled(training_schedule(config), steps)),
             "ddim": Candidate.of(rule, "ddim", 0.0)}

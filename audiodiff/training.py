@@ -48,7 +48,7 @@ from audiodiff.distributed import DistContext, init_distributed, shutdown
 from audiodiff.errors import AudiodiffError, TrainingStopped
 from audiodiff.evaluation.metrics import finite_mean, log_mel_distance
 from audiodiff.infer_loss import infer_loss
-from audiodiff.inference import FAST_STEPS, Generator, Vocoder, resolve_device
+from audiodiff.inference import Generator, Vocoder
 from audiodiff.logging_tb import TensorBoardLog
 from audiodiff.lr_schedule import learning_rate_at
 from audiodiff.networks import build_network
@@ -322,7 +322,7 @@ class Trainer:
                 return {}
             vocoder = Vocoder(self.ema, self.recipe, device=self.device)
             # the network's own sampler (no mel gain adjustment): the number tracks the network
-            wav = vocoder.resynthesize(reference, steps=FAST_STEPS, seed=0, gain_adjust=False)
+            wav = vocoder.resynthesize(reference, steps=self.recipe.diffusion.fast_steps, seed=0, gain_adjust=False)
             save_audio(name, wav, audio.sample_rate)
             if not (samples / "reference.wav").exists():
                 save_audio(samples / "reference.wav", reference, audio.sample_rate)
@@ -332,7 +332,7 @@ class Trainer:
                 self.tb_has_reference = True
         else:
             generator = Generator(self.ema, self.recipe, device=self.device)
-            wav = generator.generate(self.recipe.train.validate_seconds, steps=FAST_STEPS, seed=0)[0]
+            wav = generator.generate(self.recipe.train.validate_seconds, steps=self.recipe.diffusion.fast_steps, seed=0)[0]
             save_audio(name, wav, audio.sample_rate)
             result = {}
         self.tb.audio_and_spectrogram(self.step, "val/audio", "val/spectrogram", wav)

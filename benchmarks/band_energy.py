@@ -37,7 +37,7 @@ def band_db(reference: torch.Tensor, output: torch.Tensor, mel: MelSpectrogram) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", type=Path, help="an `audiodiff eval` output folder")
-    parser.add_argument("--recipe", type=Path, default=Path("recipes/kathleen.toml"), help="whose mel to use")
+    parser.add_argument("--recipe", default="kathleen", help="whose mel to use: a shipped recipe's name or a recipe file")
     args = parser.parse_args()
     config = load_recipe(args.recipe).audio
     mel = MelSpectrogram(config)

@@ -22,9 +22,10 @@ import numpy as np
 import torch
 
 from audiodiff.audio import load_audio
+from audiodiff.devices import set_cpu_threads
 from audiodiff.evaluation.baselines import band_griffin_lim
 from audiodiff.evaluation.metrics import PairScorer
-from audiodiff.inference import Vocoder, set_cpu_threads
+from audiodiff.inference import Vocoder
 
 METRICS = ("log_mel", "mr_stft", "mcd_db", "pesq_wb", "stoi", "vuv_error")
 

@@ -10,7 +10,7 @@ from audiodiff.audio import MelSpectrogram
 from audiodiff.consistency import MelConsistency
 from audiodiff.evaluation.baselines import band_griffin_lim
 torch.set_num_threads(2)
-r = load_recipe("recipes/kathleen.toml")
+r = load_recipe("kathleen")
 t = MelSpectrogram(r.audio)
 x = 0.1*torch.randn(1, 220500, generator=torch.Generator().manual_seed(0))
 mel = t(x)

@@ -5,7 +5,7 @@ A CPU-time budget, unlike a wall-clock one, stays fair when other work shares th
 machine: two trainings given the same budget got the same CPU time whatever ran
 beside them.
 
-    python benchmarks/cpu_budget.py 7200 -- audiodiff train recipes/kathleen.toml --out RUN
+    python benchmarks/cpu_budget.py 7200 -- audiodiff train kathleen --out RUN
 
 Prints the CPU-seconds and wall seconds used when the command ends. Linux only (/proc).
 """

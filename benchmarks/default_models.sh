@@ -29,27 +29,27 @@ case $stage in
   train)
     # The vocoder, as the shipped one was trained, on 2 CPU cores (2-2.9 steps/s):
     # (1) the recipe as written (batch 4, constant rate 5e-4) to step 9000 (~75 min);
-    audiodiff train recipes/kathleen.toml --out $VOC_RUN --max-steps 9000
+    audiodiff train kathleen --out $VOC_RUN --max-steps 9000
     # (2) a cosine anneal to 1e-5 over steps 9000-12000 (~25 min). The shipped run took its
     # first 128 steps of this stage with decay_steps 4000 (rate 5.00e-4 against 4.97e-4).
-    audiodiff train recipes/kathleen.toml --out $VOC_RUN --max-steps 12000 --set train.lr_decay=cosine \
+    audiodiff train kathleen --out $VOC_RUN --max-steps 12000 --set train.lr_decay=cosine \
       --set train.decay_start=9000 --set train.decay_steps=3000 --set train.min_learning_rate=1e-5
     # (3) a warm restart at rate 3e-4, cosine to 1e-5 over steps 12000-20000 (~50 min; the
     # shipped run did (1) and (2) in runs/kathleen-c10 and (3) in a copy of its step 12000)
-    audiodiff train recipes/kathleen.toml --out $VOC_RUN --max-steps 20000 --set train.learning_rate=3e-4 \
+    audiodiff train kathleen --out $VOC_RUN --max-steps 20000 --set train.learning_rate=3e-4 \
       --set train.lr_decay=cosine --set train.decay_start=12000 --set train.decay_steps=8000 --set train.min_learning_rate=1e-5
     # (4) InferGrad's infer loss (weight 0.2) on the 4-step default schedule with gain adjustment,
     # rate 1e-4 annealed to 1e-5 over steps 20000-22000 (~65 min at 0.5-0.57 steps/s). The shipped
     # run did this in runs/kathleen-infer, a copy of runs/kathleen-c10b's step 20000, split and scan,
     # and took its first 231 steps with decay_steps 3000 (rate within 2% of this one's).
-    audiodiff train recipes/kathleen.toml --out $VOC_RUN --max-steps 22000 --set train.infer_loss_weight=0.2 \
+    audiodiff train kathleen --out $VOC_RUN --max-steps 22000 --set train.infer_loss_weight=0.2 \
       --set train.infer_steps=4 --set train.infer_gain_adjust=true --set train.learning_rate=1e-4 \
       --set train.lr_decay=cosine --set train.decay_start=20000 --set train.decay_steps=2000 \
       --set train.min_learning_rate=1e-5 --set train.validate_every=100000
     # (5) more of it, weight 0.3, a warm restart at rate 1e-4 annealed to 1e-5 over steps 22000-25000
     # (~87 min at 0.51-0.59 steps/s; the shipped run did (5) in runs/kathleen-infer2, a copy of
     # runs/kathleen-infer's step 22000, split and scan). The shipped weights are its step 24000.
-    audiodiff train recipes/kathleen.toml --out $VOC_RUN --max-steps 25000 --set train.infer_loss_weight=0.3 \
+    audiodiff train kathleen --out $VOC_RUN --max-steps 25000 --set train.infer_loss_weight=0.3 \
       --set train.infer_steps=4 --set train.infer_gain_adjust=true --set train.learning_rate=1e-4 \
       --set train.lr_decay=cosine --set train.decay_start=22000 --set train.decay_steps=3000 \
       --set train.min_learning_rate=1e-5 --set train.validate_every=100000 --set train.keep_checkpoints=20
@@ -61,7 +61,7 @@ case $stage in
     # (README). The run started from a hand-made checkpoint holding what --init loads, and took
     # steps 24000-24155 with decay_steps 3000 and 24155-24236 with 1200 (rates at most 5% above):
     #   audiodiff export $VOC_RUN/step-00024000.pt -o runs/kathleen-infer3/init-24000.pt
-    #   audiodiff train recipes/kathleen.toml --out runs/kathleen-infer3 --init runs/kathleen-infer3/init-24000.pt \
+    #   audiodiff train kathleen --out runs/kathleen-infer3 --init runs/kathleen-infer3/init-24000.pt \
     #     --max-steps 25000 --set train.infer_loss_weight=0.3 --set train.infer_steps=4 \
     #     --set train.infer_gain_adjust=true --set train.learning_rate=1e-4 --set train.lr_decay=cosine \
     #     --set train.decay_start=24000 --set train.decay_steps=1000 --set train.min_learning_rate=1e-5 \
@@ -70,7 +70,7 @@ case $stage in
     # on an H100 at batch 32) came from the same recipe with --set model.dilation_cycle=6;
     # its commands are in this file's history (git log -p benchmarks/default_models.sh).
     # the generator: the shipped one stopped at step 1340 (1 h on a share of the 2 cores)
-    audiodiff train recipes/bach-piano-uncond.toml --out $GEN_RUN --max-steps 1340 ;;
+    audiodiff train bach-piano-uncond --out $GEN_RUN --max-steps 1340 ;;
   search)
     # PESQ, with the mel gain adjustment the shipped vocoder uses: with it a short-trained
     # model's PESQ is off its floor (1.1 raw for every schedule), so it ranks schedules.

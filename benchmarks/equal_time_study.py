@@ -27,9 +27,9 @@ REPO = Path(__file__).resolve().parents[1]
 KATHLEEN = REPO.parent / "shared" / "data" / "kathleen"
 #: arm -> (recipe, extra --set overrides)
 ARMS = {
-    "diffwave-12x32": ("recipes/kathleen.toml", []),
-    "frames-192": ("recipes/kathleen-frames.toml", []),
-    "frames-256": ("recipes/kathleen-frames.toml", ["model.channels=256"]),
+    "diffwave-12x32": ("kathleen", []),
+    "frames-192": ("kathleen-frames", []),
+    "frames-256": ("kathleen-frames", ["model.channels=256"]),
 }
 STEPS = "2,4,6"
 CPU_SECONDS = 7200.0  # two cores for about an hour

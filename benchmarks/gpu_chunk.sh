@@ -18,7 +18,7 @@
 # folder: kathleen-gpu.toml's training checkpoint is 30 MB, so once there is one the
 # data gets --max-mb 26)
 # device call: carry .whl .kdata/kathleen .gpurun/kgpu, command
-#   bash benchmarks/gpu_chunk.sh recipes/kathleen-gpu.toml .gpurun/kgpu 505 [--set k=v ...]
+#   bash benchmarks/gpu_chunk.sh kathleen-gpu .gpurun/kgpu 505 [--set k=v ...]
 # after it, from the files it returned:
 #   cat FILES_AT/ckpt.part.* > .gpurun/kgpu/$(awk '{print $2}' FILES_AT/ckpt.sha256)
 #   (cd .gpurun/kgpu && sha256sum -c FILES_AT/ckpt.sha256)

@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 
 from audiodiff.audio import load_audio
+from audiodiff.devices import set_cpu_threads
 from audiodiff.diffusion import inference_schedule
-from audiodiff.inference import Vocoder, set_cpu_threads
+from audiodiff.inference import Vocoder
 from audiodiff.schedule_search import Candidate, ClipScorer
 
 

@@ -13,7 +13,6 @@ peak RSS (ru_maxrss) is its own. Same protocol as ../shared/bench/lmnt_diffwave_
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from audiodiff.errors import AudiodiffError
@@ -27,7 +26,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=10.0)
-    ap.add_argument("--recipe", default=os.path.join(os.path.dirname(__file__), "..", "recipes", "ljspeech.toml"))
+    ap.add_argument("--recipe", default="ljspeech", help="a shipped recipe's name or a recipe file")
     ap.add_argument("--chunk", type=int, default=0, help="chunk size in samples (0: the library default)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")

@@ -1,5 +1,5 @@
 """Shared fixtures: paths to the repo and the real audio beside it, small synthetic audio,
-and quick recipes built from recipes/tiny.toml."""
+and quick recipes built from the shipped tiny recipe (audiodiff/recipes/tiny.toml)."""
 from __future__ import annotations
 
 import os
@@ -13,7 +13,7 @@ import soundfile as sf
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-RECIPES = REPO_ROOT / "recipes"
+RECIPES = REPO_ROOT / "audiodiff" / "recipes"  # the shipped recipes (package data)
 TINY = RECIPES / "tiny.toml"
 # CI clones the repo next to `shared/`; locally the repo is /work/main beside /work/shared.
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -71,7 +71,7 @@ def synth_folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory) -> Path:
-    """An untrained 2 x 8 vocoder checkpoint of recipes/tiny.toml (seeded weights)."""
+    """An untrained 2 x 8 vocoder checkpoint of the tiny recipe (seeded weights)."""
     from audiodiff.checkpoint import save_checkpoint
     from audiodiff.networks.diffwave import DiffWave
     from audiodiff.recipe import load_recipe
@@ -84,7 +84,7 @@ def tiny_ckpt(tmp_path_factory) -> Path:
 
 
 def tiny_overrides(root: Path, source: str = "folder", **train) -> list[str]:
-    """--set style overrides that make recipes/tiny.toml quick and quiet on CPU."""
+    """--set style overrides that make the tiny recipe quick and quiet on CPU."""
     values = {"max_steps": 6, "log_every": 1, "num_workers": 0, "checkpoint_every": 1000,
               "validate_every": 1000, "batch_size": 2, "segment": 4096, **train}
     return ([f"data.root='{root.as_posix()}'", f"data.source='{source}'", "data.validation_count=1"]

@@ -18,7 +18,7 @@ from audiodiff.errors import AudiodiffError
 from audiodiff.recipe import load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = REPO / "recipes" / "tiny.toml"
+TINY = REPO / "audiodiff" / "recipes" / "tiny.toml"
 
 
 def tone(path: Path, seconds: float, rate: int = 16000, amplitude: float = 0.3, subtype: str = "PCM_16") -> Path:

@@ -18,7 +18,7 @@ from audiodiff.errors import AudiodiffError
 from audiodiff.recipe import load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
-RECIPES = REPO / "recipes"
+RECIPES = REPO / "audiodiff" / "recipes"
 
 
 def tone(path: Path, seconds: float, rate: int, channels: int = 1, freq: float = 440.0,

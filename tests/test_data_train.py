@@ -16,7 +16,7 @@ from audiodiff.recipe import load_recipe
 from audiodiff.training import train
 
 REPO = Path(__file__).resolve().parents[1]
-RECIPES = REPO / "recipes"
+RECIPES = REPO / "audiodiff" / "recipes"
 SHARED = REPO.parent / "shared" / "data"
 TINY_MODEL = ["model.residual_layers=2", "model.residual_channels=4", "model.dilation_cycle=2",
               "train.batch_size=2", "train.segment=1024", "train.num_workers=0", "train.log_every=1",

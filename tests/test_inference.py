@@ -7,8 +7,10 @@ import torch
 import audiodiff.inference as inference
 from audiodiff.audio import MelSpectrogram
 from audiodiff.checkpoint import save_checkpoint
+from audiodiff.devices import resolve_device
+from audiodiff.diffusion import Schedule
 from audiodiff.errors import AudiodiffError, AudioError
-from audiodiff.inference import Generator, Vocoder, chunked_denoiser, load_model, resolve_device
+from audiodiff.inference import Generator, Vocoder, chunked_denoiser, load_model
 from audiodiff.networks.diffwave import DiffWave
 from audiodiff.recipe import load_recipe
 
@@ -128,6 +130,22 @@ def test_vocode_seed(vocoder):
     assert (a - c).abs().max() > 1e-3
     d = vocoder.vocode(mel, generator=torch.Generator().manual_seed(1))
     assert torch.equal(a, d)
+
+
+def test_fast_step_count_comes_from_the_recipe():
+    """A recipe with 5 fast betas: `vocode` without steps takes 5 steps over exactly those
+    betas (a fixed count of 6 would sample a sub-sampled training schedule instead)."""
+    betas = (1e-4, 1e-3, 1e-2, 0.1, 0.5)
+    recipe = recipe_with(f"diffusion.fast_betas={list(betas)}")
+    voc = Vocoder(random_network(recipe), recipe, device="cpu")
+    assert recipe.diffusion.fast_steps == voc.default_steps == 5
+    schedule, sampler, _ = voc.sampling(voc.default_steps)
+    assert schedule.betas.tolist() == list(betas) and sampler == "ddpm"
+    mel = speech_like_mel(voc, 8 * 256)
+    steps = []
+    default = voc.vocode(mel, on_step=steps.append)
+    explicit = voc.vocode(mel, schedule=Schedule.from_betas(betas), sampler="ddpm", eta=0.0)
+    assert len(steps) == 5 and torch.equal(default, explicit)
 
 
 def test_vocode_checks_the_mel(vocoder):

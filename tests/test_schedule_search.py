@@ -7,11 +7,12 @@ import soundfile as sf
 import torch
 
 from audiodiff.checkpoint import load_checkpoint, save_searched_copy
-from audiodiff.diffusion import GuardScore, Schedule, SearchedSchedule, inference_schedule
+from audiodiff.diffusion import Schedule, inference_schedule
 from audiodiff.errors import AudiodiffError, CheckpointError
 from audiodiff.inference import Vocoder
 from audiodiff.schedule_search import (LAST_STEP_FACTORS, ClipScorer, Candidate, baseline_candidates, geometric,
                                        grid_candidates, last_step_candidates, perturb, search)
+from audiodiff.searched_schedule import GuardScore, SearchedSchedule
 
 from conftest import SR, chirp, sine
 

@@ -60,10 +60,20 @@ class Clip:
         return self.frames * rate // self.sample_rate
 
 
+#: How the errors about a missing data set tell the user to point the recipe elsewhere.
+POINT_ELSEWHERE = "point the recipe at your audio with --data DIR"
+
+
 def data_root(config: DataConfig) -> Path:
+    """The data set's folder (a relative data.root is read from the current folder).
+
+    Raises AudiodiffError naming the folder, and saying how to point the recipe at
+    another, when it does not exist.
+    """
     root = Path(config.root).expanduser()
     if not root.is_dir():
-        raise AudiodiffError(f"data.root {root}: folder not found")
+        where = "" if root.is_absolute() else f" (relative to the current folder, {Path.cwd()})"
+        raise AudiodiffError(f"data.root {root}: folder not found{where}; {POINT_ELSEWHERE}")
     return root
 
 
@@ -159,7 +169,8 @@ _EXPECTED = {
 
 def _require(path: Path, source: str) -> Path:
     if not path.is_file():
-        raise AudiodiffError(f"{path}: not found (source {source!r} expects {_EXPECTED[source]})")
+        raise AudiodiffError(f"{path}: not found (source {source!r} expects {_EXPECTED[source]}; "
+                             f"for a plain folder of audio add --set data.source=folder)")
     return path
 
 

@@ -76,7 +76,8 @@ def measure(cfg: dict, log: Callable[[str], None] = lambda _m: None) -> dict:
     """
     import torch
 
-    from audiodiff.inference import Vocoder, set_cpu_threads
+    from audiodiff.devices import set_cpu_threads
+    from audiodiff.inference import Vocoder
 
     set_cpu_threads(cfg.get("threads") or None)
 
@@ -141,7 +142,8 @@ def run_bench(*, checkpoint: str | Path | None = None, recipe: str | Path | None
     A vocoder runs with `vocode`'s mel consistency: `gain_adjust`, `refine` (None: the
     checkpoint's default).
 
-    Exactly one of `checkpoint` (trained weights) and `recipe` (random weights) is given.
+    Exactly one of `checkpoint` (trained weights) and `recipe` (random weights: a file or
+    a shipped recipe's name) is given.
     User errors (missing files, bad values) raise AudiodiffError before anything runs.
     """
     import torch
@@ -149,8 +151,8 @@ def run_bench(*, checkpoint: str | Path | None = None, recipe: str | Path | None
     from audiodiff import __version__
     from audiodiff.checkpoint import load_checkpoint
     from audiodiff.consistency import check_options
-    from audiodiff.inference import check_threads, resolve_device
-    from audiodiff.recipe import load_recipe
+    from audiodiff.devices import check_threads, resolve_device
+    from audiodiff.recipe import load_recipe, resolve_recipe
 
     if (checkpoint is None) == (recipe is None):
         raise AudiodiffError("give either -c CHECKPOINT (trained weights) or --recipe RECIPE (random weights)")
@@ -166,7 +168,7 @@ def run_bench(*, checkpoint: str | Path | None = None, recipe: str | Path | None
               else load_recipe(recipe, list(overrides)))
     check_options(gain_adjust, refine, parsed.model.conditional, str(checkpoint or recipe))
     base = dict(checkpoint=None if checkpoint is None else str(Path(checkpoint).resolve()),
-                recipe=None if recipe is None else str(Path(recipe).resolve()), overrides=list(overrides),
+                recipe=None if recipe is None else str(resolve_recipe(recipe).resolve()), overrides=list(overrides),
                 seconds=float(seconds), runs=int(runs), warmup=int(warmup), threads=int(threads or 0),
                 device=str(dev), seed=int(seed), chunk=int(chunk), gain_adjust=gain_adjust, refine=refine)
     env = dict(os.environ)

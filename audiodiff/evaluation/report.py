@@ -10,15 +10,13 @@ import html
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from audiodiff.atomic import atomic_path
-from audiodiff.audio import ln_mel_transform, load_audio
+from audiodiff.audio import DB_RANGE, load_audio, spectrogram_db
 from audiodiff.evaluation.evaluate import BAND_GRIFFIN_LIM, GRIFFIN_LIM, HALVES, MODEL, NOISE, REFERENCE, EvalResult
 from audiodiff.evaluation.metrics import PAIR_METRICS, format_value, require_eval_extra
 from audiodiff.recipe import AudioConfig
 
-DB_RANGE = 80.0
 CARD_METRICS = ("pesq_wb", "stoi", "mcd_db", "log_mel", "dnsmos_ovrl")
 PAIRED = frozenset(m.key for m in PAIR_METRICS)  # not shown on the reference's card: trivially best there
 MAX_CLIPS_SHOWN = 4  # unconditional: clips shown per system
@@ -54,14 +52,6 @@ def _pyplot():
 
 
 _fmt = format_value
-
-
-def spectrogram_db(wav, config: AudioConfig) -> np.ndarray:
-    """wav [samples] at the model's rate -> ln-mel magnitude in dB [n_mels, frames]: what
-    the report's images and TensorBoard's spectrograms show."""
-    with torch.no_grad():
-        ln = ln_mel_transform(config)(torch.as_tensor(wav, dtype=torch.float32).reshape(-1)).numpy()
-    return ln * (20.0 / np.log(10.0))  # ln magnitude -> dB
 
 
 def _spectrogram_db(path: Path, config: AudioConfig) -> np.ndarray:

@@ -2,7 +2,9 @@
 
 Each default is an inference-only checkpoint (`audiodiff export`: EMA weights in half
 precision, with its searched schedules) and a model card beside it (`<kind>.toml`):
-what it was trained on, its licence, how long and with which commands.
+what it was trained on, its licence, how long and with which commands. `example.flac`
+is a short CC0 speech clip to try them on (`example_path`; README.md beside it says
+where it comes from).
 """
 from __future__ import annotations
 
@@ -10,11 +12,12 @@ import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from audiodiff.errors import CheckpointError
+from audiodiff.errors import AudioError, CheckpointError
 
 HERE = Path(__file__).parent
 KINDS = ("vocoder", "generator")
 DEFAULTS = {kind: HERE / f"{kind}.pt" for kind in KINDS}
+EXAMPLE = HERE / "example.flac"
 
 
 @dataclass(frozen=True)
@@ -62,3 +65,14 @@ def describe_checkpoint(path: Path, kind: str) -> str:
     """How the CLI names the model it uses: the card's name for a shipped default."""
     card = model_card(kind) if Path(path) == DEFAULTS[kind] else None
     return f"shipped default {kind} '{card.name}' ({card.trained_on})" if card else str(path)
+
+
+def example_path() -> Path:
+    """The shipped example clip: 3.3 s of CC0 speech (Kathleen), 22.05 kHz mono FLAC.
+
+    It lets a fresh install vocode something without any audio of its own
+    (`audiodiff vocode --example -o out.wav`, or `Vocoder.mel` of `load_audio(example_path())`).
+    """
+    if not EXAMPLE.is_file():
+        raise AudioError(f"{EXAMPLE}: the example clip is not shipped in this install")
+    return EXAMPLE
