@@ -1,7 +1,7 @@
 """Stacked linear-frequency spectrograms of a few audio files over the same excerpt, to see
 fine structure (the harmonics of voiced speech) that mel images blur.
 
-    python benchmarks/spectrogram_panels.py eval/kathleen-heldout/audio/CLIP/reference.wav \
+    python scripts/spectrogram_panels.py eval/kathleen-heldout/audio/CLIP/reference.wav \
         eval/kathleen-heldout/audio/CLIP/steps-6.wav --labels reference "6 steps" \
         --start 0.8 --seconds 0.8 --fmax 4000 -o docs/default-models/vocoder-harmonics.png
 """

@@ -2,12 +2,12 @@
 # How the shipped default models (audiodiff/pretrained/) are made and measured, from the
 # repository root with ../shared/data beside it. Each stage resumes or can be re-run.
 #
-#   bash benchmarks/default_models.sh train      # ~4.9 h (vocoder) + ~1 h (generator) on 2 CPU cores: re-run to resume
-#   bash benchmarks/default_models.sh search     # ~6 min: schedules on 5 held-out clips
-#   bash benchmarks/default_models.sh eval       # held-out Kathleen + ljspeech-mini numbers (~30 min)
-#   bash benchmarks/default_models.sh export     # write audiodiff/pretrained/*.pt (+ guarded searches on the file, ~24 min)
-#   bash benchmarks/default_models.sh shipped    # the shipped file's numbers (README rows "shipped float16 file")
-#   bash benchmarks/default_models.sh generator  # spectrograms of generated vs training piano
+#   bash scripts/default_models.sh train      # ~4.9 h (vocoder) + ~1 h (generator) on 2 CPU cores: re-run to resume
+#   bash scripts/default_models.sh search     # ~6 min: schedules on 5 held-out clips
+#   bash scripts/default_models.sh eval       # held-out Kathleen + ljspeech-mini numbers (~30 min)
+#   bash scripts/default_models.sh export     # write audiodiff/pretrained/*.pt (+ guarded searches on the file, ~24 min)
+#   bash scripts/default_models.sh shipped    # the shipped file's numbers (README rows "shipped float16 file")
+#   bash scripts/default_models.sh generator  # spectrograms of generated vs training piano
 #
 # VOCODER_CKPT / GENERATOR_CKPT pick the checkpoints (default: the shipped vocoder step, the newest generator).
 set -euo pipefail
@@ -68,7 +68,7 @@ case $stage in
     #     --set train.validate_every=100000 --set train.keep_checkpoints=20
     # The first default (kathleen-12x32, dilation cycle 6, 62916 steps: 23983 on CPU, the rest
     # on an H100 at batch 32) came from the same recipe with --set model.dilation_cycle=6;
-    # its commands are in this file's history (git log -p benchmarks/default_models.sh).
+    # its commands are in this file's history (git log -p scripts/default_models.sh).
     # the generator: the shipped one stopped at step 1340 (1 h on a share of the 2 cores)
     audiodiff train bach-piano-uncond --out $GEN_RUN --max-steps 1340 ;;
   search)
@@ -97,12 +97,10 @@ case $stage in
     audiodiff eval -c $VOC_RUN/searched.pt $REPORT_CLIPS --steps 2,4,6 --no-gain-adjust --out $EVAL/kathleen-heldout-raw &
     audiodiff eval -c "$VOC_CKPT" $REPORT_CLIPS --steps 6 --no-gain-adjust --out $EVAL/kathleen-heldout-default-raw
     wait
-    # with 64 band-gain Griffin-Lim iterations after sampling (vocode --refine 64), beside the
-    # same algorithm from noise with no network at 66, 128 and 256 iterations (32: eval's row, a check)
+    # with 64 band-gain Griffin-Lim iterations after sampling (vocode --refine 64)
     audiodiff eval -c $VOC_RUN/searched.pt $REPORT_CLIPS --steps 2,3,4,6 --gain-adjust --refine 64 --out $EVAL/kathleen-heldout-refine64 &
     audiodiff eval -c "$VOC_CKPT" $REPORT_CLIPS --steps 6 --gain-adjust --refine 64 --out $EVAL/kathleen-heldout-default-refine64
     wait
-    python benchmarks/band_gl_iterations.py -c "$VOC_CKPT" $REPORT_CLIPS --iters 32,66,128,256 --threads 2 | tee $EVAL/band-gl-iterations.txt
     # another speaker: the 22 LJSpeech clips, as shipped
     audiodiff eval -c $VOC_RUN/searched.pt ../shared/data/ljspeech-mini/wavs --steps 2,4,6 --gain-adjust --out $EVAL/ljspeech-mini ;;
   export)
