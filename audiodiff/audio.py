@@ -76,14 +76,15 @@ def save_audio(path: str | Path, wav: np.ndarray | torch.Tensor, sample_rate: in
     """Write [samples] audio in [-1, 1] as 16-bit wav or flac, atomically.
 
     The file appears complete or not at all: it is written to a temp file in the same
-    folder and renamed into place.
+    folder and renamed into place. A failed write (a full disk, no permission) raises
+    OutputError naming the file.
     """
     path = Path(path)
     fmt = output_format(path)
     if isinstance(wav, torch.Tensor):
         wav = wav.detach().float().cpu().numpy()
     wav = np.clip(np.asarray(wav, dtype=np.float32).reshape(-1), -1.0, 1.0)
-    with atomic_path(path, fsync=fsync) as tmp:
+    with atomic_path(path, fsync=fsync, write_errors=(sf.SoundFileError,)) as tmp:
         sf.write(tmp, wav, sample_rate, format=fmt[0], subtype=fmt[1])
     return path
 

@@ -1,9 +1,9 @@
 """The one exception family users see.
 
 Every error that is the user's to fix (a bad recipe key, a missing file, unreadable
-audio, a mel of the wrong shape, a foreign checkpoint) is raised as an
-`AudiodiffError` whose message is one line naming the file or key. The CLI prints
-that line and exits with code 2; API users can catch the class.
+audio, a mel of the wrong shape, a foreign checkpoint, a full disk, a locked run
+folder) is raised as an `AudiodiffError` whose message is one line naming the file or
+key. The CLI prints that line and exits with code 2; API users can catch the class.
 """
 
 
@@ -25,3 +25,16 @@ class CheckpointError(AudiodiffError):
 
 class TrainingStopped(AudiodiffError):
     """Training cannot go on (e.g. too many non-finite losses in a row); the last checkpoint is intact."""
+
+
+class OutputError(AudiodiffError):
+    """An output file cannot be written (a full disk, no permission, a read-only folder);
+    the file is left as it was, with no partial or temp file beside it."""
+
+
+class RunFolderLocked(AudiodiffError):
+    """Another training holds the run folder (see run_lock.py)."""
+
+
+class MemoryBudgetError(AudiodiffError):
+    """A requested output cannot fit in this machine's memory (see memory.py)."""

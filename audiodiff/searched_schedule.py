@@ -22,7 +22,9 @@ class SearchedSchedule:
     score on the search clips, how many clips that was, and whether the vocoder ran
     with mel gain adjustment while scoring (None: not recorded, as in checkpoints
     searched before it was), and the `--guard` metrics it was held to (empty: none, or
-    searched before guards were recorded).
+    searched before guards were recorded). `inherited_from` names the model it was
+    searched on when a fine-tune took it over from its parent (None: searched on this
+    model's weights).
     """
     betas: tuple[float, ...]
     sampler: str = "ddpm"
@@ -32,6 +34,7 @@ class SearchedSchedule:
     clips: int = 0
     gain_adjust: bool | None = None
     guard: tuple[GuardScore, ...] = ()
+    inherited_from: str | None = None
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -48,7 +51,8 @@ class SearchedSchedule:
         """'pesq 1.889 on 5 clips, with gain adjustment': what the score was measured on."""
         how = {True: ", with gain adjustment", False: ", raw", None: ""}[self.gain_adjust]
         guards = "".join(f", {g.describe()}" for g in self.guard)
-        return f"{self.metric} {self.score:.3f} on {self.clips} clips{how}{guards}"
+        origin = f", inherited from {self.inherited_from}" if self.inherited_from else ""
+        return f"{self.metric} {self.score:.3f} on {self.clips} clips{how}{guards}{origin}"
 
     def to_dict(self) -> dict:
         d = {"betas": [float(b) for b in self.betas], "sampler": self.sampler, "eta": float(self.eta),
@@ -57,6 +61,8 @@ class SearchedSchedule:
             d["gain_adjust"] = bool(self.gain_adjust)
         if self.guard:
             d["guard"] = {g.metric: g.to_dict() for g in self.guard}
+        if self.inherited_from is not None:
+            d["inherited_from"] = self.inherited_from
         return d
 
     @classmethod
@@ -64,18 +70,23 @@ class SearchedSchedule:
         """Rebuild from `to_dict()`; ValueError (saying what is wrong) for anything else."""
         if not isinstance(d, dict) or not isinstance(d.get("betas"), (list, tuple)):
             raise ValueError("a searched schedule must be a table with a list of betas")
-        unknown = set(d) - {"betas", "sampler", "eta", "metric", "score", "clips", "gain_adjust", "guard"}
+        unknown = set(d) - {"betas", "sampler", "eta", "metric", "score", "clips", "gain_adjust", "guard",
+                            "inherited_from"}
         if unknown:
             raise ValueError(f"unknown keys {', '.join(sorted(unknown))}")
         guard = d.get("guard", {})
         if not isinstance(guard, dict):
             raise ValueError("guard must be a table of metric -> {score, bound, met}")
+        origin = d.get("inherited_from")
+        if origin is not None and not isinstance(origin, str):
+            raise ValueError(f"inherited_from must be a model's name, got {origin!r}")
         try:
             return cls(betas=tuple(float(b) for b in d["betas"]), sampler=str(d.get("sampler", "ddpm")),
                        eta=float(d.get("eta", 0.0)), metric=str(d.get("metric", "")),
                        score=float(d.get("score", float("nan"))), clips=int(d.get("clips", 0)),
                        gain_adjust=_optional_bool(d.get("gain_adjust"), "gain_adjust"),
-                       guard=tuple(GuardScore.from_dict(str(k), v) for k, v in guard.items()))
+                       guard=tuple(GuardScore.from_dict(str(k), v) for k, v in guard.items()),
+                       inherited_from=origin)
         except (TypeError, ValueError) as exc:
             raise ValueError(str(exc)) from None
 
