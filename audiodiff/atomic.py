@@ -1,15 +1,18 @@
 """Write a file completely or not at all: temp file in the same folder, then rename.
 
-Every output of the package (audio, checkpoints, mels, reports, JSON, caches) goes
-through `atomic_path`, so a full disk, a missing permission or a killed process leaves
-the target as it was and no partial or temp file beside it, and the user sees one line
-(`OutputError`) naming the file instead of the writer's traceback.
+Every output file of the package (audio, checkpoints, mels, reports, JSON, caches) is
+written through `atomic_path`, so a full disk, a missing permission or a killed process
+leaves the target as it was and no partial or temp file beside it, and the user sees
+one line (`OutputError`) naming the file instead of the writer's traceback. The
+training log is appended to with `append_text` (all of a line or none); TensorBoard's
+event files are its own. `check_writable` tests an output folder before any work.
 """
 from __future__ import annotations
 
 import contextlib
 import errno
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -20,7 +23,7 @@ from audiodiff.errors import OutputError
 
 # Causes that free space cannot be the reason for: their message says it all.
 _CLEAR = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST,
-          errno.ENOSPC, errno.EDQUOT}
+          errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 @contextmanager
@@ -35,7 +38,7 @@ def atomic_path(path: str | Path, fsync: bool = True,
     On any error (or KeyboardInterrupt) the temp file is removed and `path` is untouched.
     An OSError (a full disk, no permission, a read-only or missing folder), or one of
     `write_errors` (what a writer raises for a failed write that is not an OSError, e.g.
-    soundfile's SoundFileError, torch.save's RuntimeError), becomes an `OutputError`:
+    torch.save's RuntimeError), becomes an `OutputError`:
     one line naming `path` and the cause. The result gets the usual permissions (0666
     less the umask), unlike mkstemp's 0600.
     """
@@ -70,14 +73,27 @@ def _remove(tmp: str | None) -> None:
 def write_failure(exc: BaseException, path: Path) -> str:
     """Why writing `path` failed, in a few words: the OS's reason (e.g. 'No space left on
     device'), else the writer's first line, with the free space where the disk may be full."""
+    if getattr(exc, "errno", None) in (errno.EEXIST, errno.ENOTDIR):  # mkdir met a file on the way
+        blocker = _file_in_the_way(path.parent)
+        if blocker is not None:
+            return f"{blocker} is a file, not a folder"
     if isinstance(exc, OSError) and exc.strerror:
         reason = exc.strerror
-    else:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+    else:  # torch.save's C++ writer prefixes the source line of its check: drop it
+        first = (str(exc).strip().splitlines() or [""])[0]
+        reason = re.sub(r"^\[enforce fail at [^\]]*\]\s*\.?\s*", "", first)[:160] or type(exc).__name__
     if getattr(exc, "errno", None) in _CLEAR:
         return reason
     free = free_space(path.parent)
     return reason if free is None else f"{reason}; {format_bytes(free)} free on its disk"
+
+
+def _file_in_the_way(folder: Path) -> Path | None:
+    """The nearest existing path at or above `folder` if it is not a folder, else None."""
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            return None if candidate.is_dir() else candidate
+    return None
 
 
 def free_space(folder: Path) -> int | None:
@@ -100,17 +116,20 @@ def format_bytes(n: float) -> str:
 
 
 def check_writable(folder: str | Path) -> None:
-    """Fail now, with an OutputError naming `folder`, if files cannot be created in it
-    (created if missing): checked before any work, so a long job does not end in an
-    unwritable output. A full disk can still fail the write itself (see atomic_path)."""
+    """Fail now, with an OutputError naming `folder`, if files cannot be created in it:
+    checked before any work, so a long job does not end in an unwritable output. A
+    missing folder is not created: its nearest existing parent must be a writable folder.
+    A full disk can still fail the write itself (see atomic_path)."""
     folder = Path(folder)
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
+    if not existing.is_dir():
+        raise OutputError(f"{folder}: cannot write there ({existing} is a file, not a folder)")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".audiodiff-write-test.", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=".audiodiff-write-test.", dir=existing)
         os.close(fd)
         os.unlink(tmp)
     except OSError as exc:
-        raise OutputError(f"{folder}: cannot write there ({write_failure(exc, folder / 'x')})") from None
+        raise OutputError(f"{folder}: cannot write there ({write_failure(exc, existing / 'x')})") from None
 
 
 def append_text(path: str | Path, text: str) -> None:

@@ -9,6 +9,7 @@ training, validation, vocoding of audio files and the tests all use it.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import warnings
 from pathlib import Path
 
@@ -84,9 +85,19 @@ def save_audio(path: str | Path, wav: np.ndarray | torch.Tensor, sample_rate: in
     if isinstance(wav, torch.Tensor):
         wav = wav.detach().float().cpu().numpy()
     wav = np.clip(np.asarray(wav, dtype=np.float32).reshape(-1), -1.0, 1.0)
-    with atomic_path(path, fsync=fsync, write_errors=(sf.SoundFileError,)) as tmp:
-        sf.write(tmp, wav, sample_rate, format=fmt[0], subtype=fmt[1])
+    with atomic_path(path, fsync=fsync) as tmp:
+        try:
+            sf.write(tmp, wav, sample_rate, format=fmt[0], subtype=fmt[1])
+        except sf.LibsndfileError as exc:
+            if exc.code != _SFE_SYSTEM:  # a bad argument (e.g. a rate of 0): the caller's bug
+                raise
+            # an I/O error (a full disk, a file-size limit): atomic_path makes it an OutputError
+            raise OSError(errno.EIO, f"libsndfile: {exc.error_string.strip()}") from None
     return path
+
+
+#: libsndfile's error code for a failed system call (write, seek): what a full disk gives.
+_SFE_SYSTEM = 2
 
 
 class MelSpectrogram(nn.Module):
@@ -235,20 +246,96 @@ def mel_value_range(config: AudioConfig) -> tuple[float, float]:
     return floor - 1e-3, ceiling + 1e-3
 
 
-def check_mel(mel: torch.Tensor, config: AudioConfig, name: str) -> None:
-    """Raise AudioError unless `mel` is [n_mels, frames] (or batched) in the preset's range."""
-    if mel.dim() not in (2, 3) or mel.shape[-2] != config.n_mels:
-        raise AudioError(f"{name}: mel has shape {list(mel.shape)}, expected [{config.n_mels}, frames] "
-                         f"(preset {config.preset})")
+def check_mel(mel: torch.Tensor, config: AudioConfig, name: str, checkpoint: str | None = None) -> None:
+    """Raise AudioError unless `mel` is [n_mels, frames] (or batched) in the preset's range.
+
+    The one-line message recognises the usual mistakes with mels from other tools and
+    says how to fix each: a transposed [frames, n_mels] array, a log10 or a dB mel, a
+    natural-log mel with a lower floor, a linear one (see `mel_scale_hint`); and it names
+    the `audiodiff mel` command (with `-c checkpoint` when given) that writes the model's
+    own mel of an audio file, to compare with.
+    """
+    compare = compare_hint(checkpoint)
+    n = config.n_mels
+    if mel.dim() not in (2, 3) or mel.shape[-2] != n:
+        shape = list(mel.shape)
+        if mel.dim() in (2, 3) and mel.shape[-1] == n:
+            raise AudioError(f"{name}: mel has shape {shape}: it looks transposed, [frames, n_mels]; transpose it "
+                             f"to [{n}, frames] (mel.T in numpy, mel.mT in torch); {compare}")
+        raise AudioError(f"{name}: mel has shape {shape}, expected [{n}, frames] (preset {config.preset}); {compare}")
     if mel.shape[-1] == 0:
         raise AudioError(f"{name}: mel has no frames")
     if not torch.isfinite(mel).all():
         raise AudioError(f"{name}: mel contains NaN or infinite values")
     low, high = mel_value_range(config)
     lo, hi = float(mel.min()), float(mel.max())
-    if lo < low or hi > high:
-        raise AudioError(f"{name}: mel values span [{lo:.3g}, {hi:.3g}], outside [{low:.3g}, {high:.3g}] "
-                         f"for preset {config.preset!r} ({config.compression} scale): made with another convention?")
+    scale = f"preset {config.preset!r} ({config.compression} scale)"
+    outside = lo < low or hi > high
+    hint = mel_scale_hint(mel, config)
+    if outside:
+        raise AudioError(f"{name}: mel values span [{lo:.3g}, {hi:.3g}], outside [{low:.3g}, {high:.3g}] for {scale}: "
+                         f"{hint or 'made with another convention?'}; {compare}")
+    if hint:
+        raise AudioError(f"{name}: mel values span [{lo:.3g}, {hi:.3g}], not those of {scale}: {hint}; {compare}")
+
+
+def compare_hint(checkpoint: str | None = None) -> str:
+    """The end of a mel error: the command that writes the model's own mel to compare with."""
+    option = f" -c {checkpoint}" if checkpoint else ""
+    return f"compare with the model's own mel: `audiodiff mel IN.wav -o mel.npy{option}`"
+
+
+LN10 = float(np.log(10.0))
+
+
+def mel_scale_hint(mel: torch.Tensor, config: AudioConfig) -> str | None:
+    """What a mel of the right shape but not of `config`'s log scale looks like, and how to
+    convert it; None when it looks like the preset's own.
+
+    For natural-log presets (HiFi-GAN's `log(max(x, 1e-5))`): decibels (a wide range,
+    e.g. -100..20), a log10 mel (a range about ln(10) = 2.3x narrower: at or above
+    log10(1e-5) = -5 with a speech-like spread, or a pile of values at a log10 floor of
+    -5 or -10), a natural-log mel with a lower floor, a linear (not log) mel. Stationary
+    noise has a narrow range in any scale, so a narrow range alone never counts: a mel
+    whose middle 98% spans less than 2.8 (ln white noise: about 1.7; a log10 speech mel:
+    3.3 or more) is taken as it is.
+    """
+    values = mel.detach().float().reshape(-1).cpu().numpy()
+    if values.size > 2_000_000:  # the quantiles of a sample are enough
+        values = values[::values.size // 1_000_000]
+    lo, hi = float(values.min()), float(values.max())
+    p1, p99 = (float(v) for v in np.percentile(values, [1.0, 99.0]))
+    low, high = mel_value_range(config)
+    floor = float(np.log(MEL_FLOOR))
+    db = ("they look like decibels (20*log10 of the magnitude, or 10*log10 of the power; a dB mel made against a "
+          "reference level, ref=np.max or ref_level_db, has lost its absolute level)")
+    if config.compression != "ln":  # db_unit: (20 log10(x) + 80) / 100, clipped to [0, 1]
+        convert = f"preset {config.preset!r} wants (20*log10(magnitude) + 80) / 100, clipped to [0, 1]"
+        if hi - lo > 20:
+            return f"{db}; {convert}"
+        if lo < low and hi <= 12:
+            return f"they look like a natural-log mel (HiFi-GAN's convention); {convert}"
+        return None
+    # a natural-log mel with a lower floor (Vocos: log(1e-7) = -16.1, log(x + 2^-24) = -16.6, log(1e-10) = -23):
+    # most values in range, often a pile of them at the floor; a dB mel spans more and reaches lower
+    lower_floor = low - 15 <= lo < low and (hi - lo <= 20 or np.mean(values <= lo + 1e-3) >= 0.005)
+    if (lo < low and not lower_floor) or (hi > high and lo < 0):
+        return (f"{db}; for this natural-log scale divide by 20 and multiply by ln(10) (mel * 0.1151), "
+                f"then clamp at ln(1e-5) = {floor:.2f}")
+    if lo < low:
+        return (f"below this scale's floor ln(1e-5) = {floor:.2f}: a natural-log mel with a lower floor (e.g. "
+                f"log(1e-7))? clamp it: np.maximum(mel, np.log(1e-5))")
+    if lo >= 0 and hi > 0:
+        return ("all values are >= 0, where a natural-log mel of audio in [-1, 1] is mostly negative: a linear "
+                "(not log) mel? take np.log(np.maximum(mel, 1e-5)); a normalised mel: undo its normalisation")
+    at_floor = next((f for f in (-5.0, -10.0) if abs(lo - f) <= 2e-3), None)
+    piled = at_floor is not None and np.mean(values <= lo + 2e-3) >= 0.005 and p99 - lo >= 1.5
+    if piled or (lo >= -5.0 - 0.01 and p99 - p1 >= 2.8 and hi <= 1.6):
+        shown = f" with its floor at log10(1e-{-at_floor:.0f}) = {at_floor:.0f}" if piled else ""
+        clamp = f", then clamp at ln(1e-5) = {floor:.2f}" if at_floor == -10.0 else ""
+        return (f"they look like a log10 mel{shown} (about ln(10) = 2.3x narrower than this natural-log scale); "
+                f"multiply it by ln(10) = {LN10:.4f}{clamp}")
+    return None
 
 
 MEL_SUFFIXES = (".npy", ".pt")
@@ -274,3 +361,26 @@ def load_mel(path: str | Path) -> torch.Tensor:
     if mel.dim() != 2:
         raise AudioError(f"{path}: mel has shape {list(mel.shape)}, expected [n_mels, frames]")
     return mel.float()
+
+
+def mel_output_format(path: str | Path) -> str:
+    """The suffix a mel is written with (.npy or .pt); AudioError for anything else."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in MEL_SUFFIXES:
+        raise AudioError(f"{path}: a mel is written as .npy (float32) or .pt (a tensor)")
+    return suffix
+
+
+def save_mel(path: str | Path, mel: torch.Tensor | np.ndarray) -> Path:
+    """Write a mel [n_mels, frames] as float32, .npy or .pt (what `load_mel` reads),
+    atomically: a failed write raises OutputError naming the file and leaves nothing."""
+    path = Path(path)
+    suffix = mel_output_format(path)
+    array = torch.as_tensor(mel).detach().float().cpu().contiguous()
+    with atomic_path(path, write_errors=(RuntimeError,)) as tmp:  # torch.save's failed write: a RuntimeError
+        if suffix == ".npy":
+            with open(tmp, "wb") as f:  # np.save(path) would append .npy to the temp name
+                np.save(f, array.numpy(), allow_pickle=False)
+        else:
+            torch.save(array.clone(), tmp)
+    return path

@@ -91,7 +91,7 @@ class Checkpoint:
 def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> Path:
     """Write a checkpoint atomically; returns its path."""
     path = Path(path)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, write_errors=(RuntimeError,)) as tmp:  # torch.save's failed write: a RuntimeError
         torch.save(_to_payload(checkpoint), tmp)
     return path
 

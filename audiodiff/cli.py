@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from audiodiff.atomic import check_writable
 from audiodiff.errors import AudiodiffError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -70,7 +71,7 @@ def train(
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe value: section.key=value (repeatable).")] = None,
     device: DeviceOpt = "auto",
     seed: Annotated[Optional[int], typer.Option(help="Seed (overrides train.seed).")] = None,
-    init: Annotated[Optional[Path], typer.Option(help="A new run starts from this checkpoint's weights (a fine-tune, e.g. of audiodiff/pretrained/vocoder.pt); its step count goes on, the optimiser starts fresh.")] = None,
+    init: Annotated[Optional[str], typer.Option(help="A new run starts from this checkpoint's weights: a file, or a shipped model's name (vocoder, generator). A fine-tune: its step count goes on, the optimiser starts fresh, and its inference defaults (steps, gain adjustment, searched schedules) are inherited.")] = None,
 ) -> None:
     """Train a model from a recipe; resumes from the newest checkpoint in --out. Under torchrun, data-parallel."""
     from audiodiff.distributed import is_main_process
@@ -112,7 +113,7 @@ def vocode(
 ) -> None:
     """Turn mel spectrograms (or the mels of audio files) into waveforms.
     With no files of your own: `audiodiff vocode --example -o out.wav`."""
-    from audiodiff.audio import MEL_SUFFIXES, load_audio, load_mel, output_format, save_audio
+    from audiodiff.audio import MEL_SUFFIXES, check_mel, load_audio, load_mel, output_format, save_audio
     from audiodiff.consistency import check_options
     from audiodiff.devices import set_cpu_threads
     from audiodiff.inference import Vocoder
@@ -127,32 +128,34 @@ def vocode(
     set_cpu_threads(threads)
     if output is not None:
         output_format(output)
+    check_writable(output.parent if output is not None else out_dir or Path("."))
     ckpt = checkpoint or default_checkpoint("vocoder")
     vocoder = Vocoder.from_checkpoint(ckpt, device=device, precision=precision)
-    steps = steps or vocoder.default_steps
+    plan = vocoder.plan(steps=steps, sampler=sampler, gain_adjust=gain_adjust, refine=refine)
     err.print(f"Model: {describe_checkpoint(ckpt, 'vocoder')} (step {vocoder.step}, {vocoder.sample_rate} Hz, preset {vocoder.recipe.audio.preset}; "
-              f"{vocoder.describe_sampling(steps, sampler, gain_adjust, refine)})", highlight=False)
+              f"{plan.describe()}; {vocoder.defaults.describe()})", highlight=False)
     jobs = []  # read every input first: a bad one fails before any work is done
     for path in inputs:
         if path.suffix.lower() in MEL_SUFFIXES:
-            jobs.append((path, load_mel(path), None))
+            mel = load_mel(path)
+            check_mel(mel, vocoder.recipe.audio, str(path), checkpoint=None if checkpoint is None else str(checkpoint))
+            jobs.append((path, mel, None))
         else:
             wav = load_audio(path, vocoder.sample_rate)
             jobs.append((path, vocoder.mel(wav).cpu(), wav.shape[-1]))
     for path, mel, length in jobs:
         target = output or (out_dir or Path(".")) / f"{path.stem}{'' if out_dir else '.vocoded'}.wav"
         with _progress() as progress:
-            task = progress.add_task(path.name, total=steps)
-            wav = vocoder.vocode(mel, steps=steps, sampler=sampler, seed=seed, name=str(path),
-                                 on_step=lambda k: progress.update(task, completed=k),
-                                 gain_adjust=gain_adjust, refine=refine)
+            task = progress.add_task(path.name, total=plan.steps)
+            wav = vocoder.vocode(mel, plan, seed=seed, name=str(path),
+                                 on_step=lambda k: progress.update(task, completed=k))
         save_audio(target, wav[:length] if length else wav, vocoder.sample_rate)
         err.print(f"{path} -> {target} ({wav[:length].shape[-1] / vocoder.sample_rate:.2f} s)")
 
 
 @app.command()
 def sample(
-    seconds: Annotated[float, typer.Option(help="Length of each clip in seconds (any length).")],
+    seconds: Annotated[float, typer.Option(help="Length of each clip in seconds: any length that fits in memory (sampling holds the whole clip; a longer one is refused at once, with the limit).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output .wav/.flac; with -n > 1, numbered NAME-0.wav, NAME-1.wav ...")],
     checkpoint: CheckpointOpt = None,
     count: Annotated[int, typer.Option("-n", "--count", help="Number of clips.")] = 1,
@@ -167,23 +170,50 @@ def sample(
     from audiodiff.audio import output_format, save_audio
     from audiodiff.devices import set_cpu_threads
     from audiodiff.inference import Generator
+    from audiodiff.memory import check_sample_memory
     from audiodiff.pretrained import default_checkpoint, describe_checkpoint
 
     set_cpu_threads(threads)
     output_format(output)
+    check_writable(output.parent)
     ckpt = checkpoint or default_checkpoint("generator")
     generator = Generator.from_checkpoint(ckpt, device=device, precision=precision)
-    n_steps = steps or generator.default_steps
+    check_sample_memory(seconds, count, generator.sample_rate, generator.device)  # refuse what cannot fit, at once
+    plan = generator.plan(steps=steps, sampler=sampler)
     err.print(f"Model: {describe_checkpoint(ckpt, 'generator')} (step {generator.step}, {generator.sample_rate} Hz; "
-              f"{generator.describe_sampling(n_steps, sampler)})", highlight=False)
+              f"{plan.describe()}; {generator.defaults.describe()})", highlight=False)
     with _progress() as progress:
-        task = progress.add_task("sample", total=n_steps)
-        clips = generator.generate(seconds, count=count, steps=n_steps, sampler=sampler, seed=seed,
+        task = progress.add_task("sample", total=plan.steps)
+        clips = generator.generate(seconds, count=count, plan=plan, seed=seed,
                                    on_step=lambda k: progress.update(task, completed=k))
     for i, clip in enumerate(clips):
         target = output if count == 1 else output.with_name(f"{output.stem}-{i}{output.suffix}")
         save_audio(target, clip, generator.sample_rate)
         err.print(f"-> {target} ({clip.shape[-1] / generator.sample_rate:.2f} s)")
+
+
+@app.command("mel")
+def mel_(
+    audio: Annotated[Path, typer.Argument(help="Audio file (resampled to the model's rate, mixed to mono).", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Mel to write: .npy (float32) or .pt, shaped n_mels x frames.")],
+    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="Vocoder checkpoint whose mel convention to use. Default: the shipped vocoder.")] = None,
+) -> None:
+    """Write a vocoder's own mel of an audio file (n_mels x frames): what `vocode` expects,
+    to compare with a TTS model's mel (shape, scale, range) or to vocode later."""
+    from audiodiff.audio import load_audio, mel_output_format, save_mel
+    from audiodiff.inference import Vocoder
+    from audiodiff.pretrained import default_checkpoint
+
+    mel_output_format(output)
+    check_writable(output.parent)
+    ckpt = checkpoint or default_checkpoint("vocoder")
+    vocoder = Vocoder.from_checkpoint(ckpt, device="cpu")
+    mel = vocoder.mel(load_audio(audio, vocoder.sample_rate)).cpu()
+    save_mel(output, mel)
+    cfg = vocoder.recipe.audio
+    err.print(f"{audio} -> {output}: {list(mel.shape)} float32, values {float(mel.min()):.3g} to {float(mel.max()):.3g} "
+              f"(the mel of {ckpt.name}: preset {cfg.preset}, {cfg.compression} scale, {cfg.sample_rate} Hz, "
+              f"hop {cfg.hop_length})", highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command()
@@ -230,11 +260,11 @@ def _describe(out: Console, ckpt: Path, card) -> None:
     from audiodiff.inference import Generator, Vocoder
 
     data = load_checkpoint(ckpt)
-    r = data["recipe_obj"]
-    params = sum(t.numel() for t in data["ema"].values())
+    r = data.recipe
+    params = sum(t.numel() for t in data.ema.values())
     kind = "vocoder (mel-conditioned)" if r.model.conditional else "unconditional generator"
     say = lambda text: out.print(text, highlight=False)  # noqa: E731
-    say(f"{f'{card.name}: ' if card else ''}{ckpt}: {kind}, trained {data['step']} steps")
+    say(f"{f'{card.name}: ' if card else ''}{ckpt}: {kind}, trained {data.step} steps")
     if card:
         say(f"  {card.summary}")
         say(f"  trained on: {card.trained_on}")
@@ -250,11 +280,13 @@ def _describe(out: Console, ckpt: Path, card) -> None:
     if not card:
         say(f"  data: {r.data.source} at {r.data.root}")
     model = (Vocoder if r.model.conditional else Generator).from_checkpoint_data(data, str(ckpt))
-    say(f"  default steps: {model.default_steps}{'' if data.get('default_steps') else ' (not set in the checkpoint)'}")
+    plan, defaults = model.plan(), data.defaults
+    say(f"  default steps: {plan.steps}{'' if defaults.steps else ' (not set in the checkpoint)'}")
     if r.model.conditional:
-        say(f"  mel consistency: gain adjustment {'on' if model.default_gain_adjust else 'off'}, "
-            f"{model.default_refine} refinement iterations")
-    for n, found in sorted(data["schedules_obj"].items()):
+        say(f"  mel consistency: gain adjustment {'on' if plan.gain_adjust else 'off'}, "
+            f"{plan.refine} refinement iterations")
+    say(f"  {defaults.describe()}")
+    for n, found in sorted(defaults.schedules.items()):
         say(f"  searched {n}-step schedule: {found.sampler}"
             f"{f' eta {found.eta:.2f}' if found.sampler == 'ddim' else ''}, {found.describe_score()}, "
             f"betas {', '.join(f'{b:.3g}' for b in found.betas)}")
@@ -275,14 +307,15 @@ def export(
 
     if output.resolve() == checkpoint.resolve():
         raise AudiodiffError(f"-o {output} is the input checkpoint; write the export elsewhere")
+    check_writable(output.parent)
     if default_steps is not None and default_steps < 1:
         raise AudiodiffError(f"--default-steps {default_steps}: must be >= 1")
     data = load_checkpoint(checkpoint)
-    check_options(gain_adjust, refine, data["recipe_obj"].model.conditional, str(checkpoint))
-    export_inference_copy(data, output, half=not fp32, default_steps=default_steps, default_refine=refine,
-                          default_gain_adjust=gain_adjust)
+    check_options(gain_adjust, refine, data.recipe.model.conditional, str(checkpoint))
+    defaults = data.defaults.with_settings(steps=default_steps, gain_adjust=gain_adjust, refine=refine)
+    export_inference_copy(data.with_defaults(defaults), output, half=not fp32)
     err.print(f"{checkpoint} ({checkpoint.stat().st_size / 2 ** 20:.1f} MiB) -> {output} "
-              f"({output.stat().st_size / 2 ** 20:.2f} MiB, step {data['step']})", highlight=False)
+              f"({output.stat().st_size / 2 ** 20:.2f} MiB, step {data.step})", highlight=False)
 
 
 @app.command("eval")
@@ -312,6 +345,7 @@ def eval_(
     set_cpu_threads(threads)
     ckpt = checkpoint or default_checkpoint("vocoder")
     out = out or Path("eval") / ckpt.stem
+    check_writable(out)
     result = evaluate(ckpt, references, out, steps=parse_steps(steps), seed=seed, device=device,
                       sampler=sampler, count=count, seconds=seconds, log=lambda m: err.print(m, highlight=False),
                       gain_adjust=gain_adjust, refine=refine)
@@ -354,6 +388,8 @@ def bench(
 
     if set_ and recipe is None:
         raise AudiodiffError("--set applies to --recipe only")
+    if json_path is not None:
+        check_writable(json_path.parent)
     doc = run_bench(checkpoint=checkpoint, recipe=recipe, overrides=list(set_ or []), steps=parse_steps(steps),
                     seconds=seconds, runs=runs, warmup=warmup, threads=threads, device=device, json_path=json_path,
                     log=lambda m: err.print(m, highlight=False), gain_adjust=gain_adjust, refine=refine)
@@ -440,6 +476,7 @@ def schedule_search(
     target = out or checkpoint.with_name(f"{checkpoint.stem}.searched.pt")
     if target.resolve() == checkpoint.resolve() and not overwrite:
         raise AudiodiffError(f"--out {target} is the input checkpoint; pass --overwrite to replace it")
+    check_writable(target.parent)
     counts = parse_steps(steps)
     if default_steps is not None and default_steps not in counts:
         raise AudiodiffError(f"--default-steps {default_steps} is not one of the searched --steps {steps}")

@@ -3,6 +3,8 @@
     from audiodiff import Vocoder
     voc = Vocoder.from_checkpoint("runs/ljspeech/step-01000000.pt")
     wav = voc.vocode(mel, steps=6)          # mel [n_mels, frames] -> [frames * hop]
+    plan = voc.plan(steps=4)                # or resolve the settings once (see sampling_plan.py)
+    wav = voc.vocode(mel, plan, seed=1)
 
 Long signals are evaluated in chunks at every sampling step: each chunk carries a
 margin of the network's receptive field on both sides, so the result equals a
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,17 +26,19 @@ import torch
 from torch import nn
 
 from audiodiff.audio import MelSpectrogram, check_mel
-from audiodiff.checkpoint import load_checkpoint
+from audiodiff.checkpoint import Checkpoint, load_checkpoint
 from audiodiff.consistency import MelConsistency
 from audiodiff.devices import resolve_device
-from audiodiff.diffusion import Schedule, inference_schedule, training_schedule
+from audiodiff.diffusion import Schedule
 from audiodiff.errors import AudiodiffError, CheckpointError
+from audiodiff.inference_defaults import InferenceDefaults
+from audiodiff.memory import check_sample_memory
 from audiodiff.networks import build_network
 from audiodiff.precision import autocast, check_precision
 from audiodiff.prior import noise_std
 from audiodiff.recipe import Recipe
 from audiodiff.samplers import SAMPLERS, Denoiser, Projection, StepCallback
-from audiodiff.searched_schedule import SearchedSchedule
+from audiodiff.sampling_plan import Overrides, SamplingPlan, resolve_plan
 
 CHUNK_SAMPLES = 32768
 CONDITION_CACHE_BYTES = 256 * 2 ** 20
@@ -119,19 +124,30 @@ def chunked_denoiser(network: nn.Module, cond: Callable[[int, int], torch.Tensor
     return denoise
 
 
-def _check_sampler(name: str) -> None:
-    if name not in SAMPLERS:
-        raise AudiodiffError(f"unknown sampler {name!r} (known: {', '.join(SAMPLERS)})")
+@dataclass(frozen=True, eq=False)
+class Guidance:
+    """What a vocoder adds to sampling: the mel's conditioner (`cond(start, end)`),
+    PriorGrad's noise scale [batch, 1, length] (None: unit noise) and the projection
+    of each step's clean estimate (None: the network's own sampler)."""
+    cond: Callable[[int, int], torch.Tensor] | None = None
+    prior_std: torch.Tensor | None = None
+    project: Projection = None
+
+
+def noise_generator(seed: int | None, generator: torch.Generator | None) -> torch.Generator:
+    """The generator of the sampling noise: `generator` if given, else one seeded by `seed` (None: 0)."""
+    return generator if generator is not None else torch.Generator().manual_seed(0 if seed is None else seed)
 
 
 class _Model:
-    """Shared by Vocoder and Generator: a network, its recipe, a device, sampling."""
+    """Shared by Vocoder and Generator: a network, its recipe and inference defaults, a
+    device, and sampling by a SamplingPlan."""
 
     def __init__(self, network: nn.Module, recipe: Recipe, device: str | torch.device = "cpu",
-                 step: int = 0, source: str = "<memory>",
-                 searched: dict[int, SearchedSchedule] | None = None, default_steps: int | None = None,
-                 precision: str = "fp32", default_refine: int | None = None,
-                 default_gain_adjust: bool | None = None):
+                 precision: str = "fp32", defaults: InferenceDefaults | None = None,
+                 source: str = "<memory>", step: int = 0):
+        """`defaults`: the checkpoint's (None: none, the recipe's rule); `source`: the file
+        the weights came from, `step` the steps they were trained (for messages)."""
         self.device = resolve_device(device)
         check_precision(precision, self.device, "precision")
         self.precision = precision  # fp32, or bf16/fp16 autocast of the network (see precision.py)
@@ -139,12 +155,8 @@ class _Model:
             keep_freed_memory()
         self.network = network.to(self.device).eval()
         self.recipe = recipe
-        self.step = step
-        self.source = source
-        self.searched = dict(searched or {})
-        self._default_steps = default_steps
-        self.default_refine = default_refine or 0  # mel-consistency iterations after sampling (Vocoder)
-        self.default_gain_adjust = bool(default_gain_adjust)  # gain adjustment at each step (Vocoder)
+        self.source, self.step = source, step
+        self.defaults = defaults or InferenceDefaults()
         self.chunk_samples = CHUNK_SAMPLES
 
     @classmethod
@@ -154,72 +166,51 @@ class _Model:
         return cls.from_checkpoint_data(load_checkpoint(path), str(path), device, ema, precision)
 
     @classmethod
-    def from_checkpoint_data(cls, data: dict, source: str, device: str | torch.device = "cpu",
+    def from_checkpoint_data(cls, checkpoint: Checkpoint, source: str, device: str | torch.device = "cpu",
                              ema: bool = True, precision: str = "fp32"):
-        """Build from what `checkpoint.load_checkpoint` returned."""
-        recipe = data["recipe_obj"]
-        network = build_network(recipe)
-        if not ema and not data["model"]:
+        """Build from a loaded Checkpoint (`source`: where it was read, for messages)."""
+        network = build_network(checkpoint.recipe)
+        if not ema and checkpoint.inference_only:
             raise CheckpointError(f"{source}: an inference-only checkpoint (audiodiff export) holds EMA weights only")
-        network.load_state_dict(data["ema" if ema else "model"])
-        return cls(network, recipe, device=device, step=data["step"], source=source,
-                   searched=data.get("schedules_obj"), default_steps=data.get("default_steps"),
-                   precision=precision, default_refine=data.get("default_refine"),
-                   default_gain_adjust=data.get("default_gain_adjust"))
+        network.load_state_dict(checkpoint.ema if ema else checkpoint.model)
+        return cls(network, checkpoint.recipe, device=device, precision=precision, defaults=checkpoint.defaults,
+                   source=source, step=checkpoint.step)
 
     @property
     def sample_rate(self) -> int:
         return self.recipe.audio.sample_rate
 
-    def schedule(self, steps: int) -> Schedule:
-        """The noise schedule used for `steps` network evaluations: the searched one
-        stored in the checkpoint if there is one, else the recipe's default rule."""
-        found = self.searched.get(steps)
-        return found.schedule if found else inference_schedule(self.recipe.diffusion, steps)
+    def plan(self, steps: int | None = None, sampler: str | None = None, eta: float | None = None,
+             schedule: Schedule | None = None, gain_adjust: bool | None = None,
+             refine: int | None = None) -> SamplingPlan:
+        """The SamplingPlan these overrides (None: not given) give with this model's defaults
+        and recipe; see `sampling_plan.resolve_plan` for the order. `schedule` (explicit
+        betas) with `sampler` and `eta` replaces the model's own choice (schedule search)."""
+        return resolve_plan(Overrides(steps, sampler, eta, schedule, gain_adjust, refine), self.defaults, self.recipe)
 
-    def sampling(self, steps: int, sampler: str | None = None) -> tuple[Schedule, str, float]:
-        """(schedule, sampler, eta) for `steps` evaluations. `sampler` None takes the
-        searched schedule's sampler and eta (else 'ddpm'); naming one keeps the searched
-        betas but uses that sampler (ddim with eta 0 unless the search chose ddim)."""
-        found = self.searched.get(steps)
-        if sampler is None:
-            sampler = found.sampler if found else "ddpm"
-        _check_sampler(sampler)
-        eta = found.eta if found and found.sampler == sampler else 0.0
-        return self.schedule(steps), sampler, eta
+    def _plan(self, plan: SamplingPlan | None, overrides: dict) -> SamplingPlan:
+        """A given plan, or the one the keyword overrides resolve to (not both)."""
+        if plan is None:
+            return self.plan(**overrides)
+        if not isinstance(plan, SamplingPlan):
+            raise TypeError(f"plan must be a SamplingPlan (from .plan()), got {type(plan).__name__}")
+        if overrides:
+            raise TypeError(f"give a plan or the overrides {', '.join(sorted(overrides))}, not both")
+        return plan
 
-    def describe_sampling(self, steps: int, sampler: str | None = None) -> str:
-        """One line for the CLI: which schedule and sampler `steps` evaluations use."""
-        _, name, eta = self.sampling(steps, sampler)
-        found = self.searched.get(steps)
-        how = f"searched schedule ({found.describe_score()})" if found else "default schedule"
-        return f"{steps} steps, {how}, {name}" + (f" eta {eta:g}" if name == "ddim" else "")
-
-    def _sample(self, cond, batch: int, length: int, steps: int, sampler: str | None, seed: int | None,
-                generator: torch.Generator | None, on_step: StepCallback,
-                schedule: Schedule | None = None, eta: float | None = None,
-                prior_std: torch.Tensor | None = None, project: Projection = None) -> torch.Tensor:
-        """[batch, length] samples. An explicit `schedule` (with `sampler` and `eta`)
-        overrides the model's own choice for `steps` (the schedule search uses this).
-        `prior_std` [batch, 1, length] scales the starting and injected noise (PriorGrad);
-        `project` corrects each step's clean estimate (see samplers.ddpm)."""
-        if schedule is None:
-            schedule, sampler, found_eta = self.sampling(steps, sampler)
-            eta = found_eta if eta is None else eta
-        else:
-            _check_sampler(sampler)
-        if generator is None:
-            generator = torch.Generator().manual_seed(0 if seed is None else seed)
+    def _sample(self, plan: SamplingPlan, batch: int, length: int, generator: torch.Generator,
+                on_step: StepCallback, guide: Guidance = Guidance()) -> torch.Tensor:
+        """[batch, length] samples by `plan`, the starting and injected noise from `generator`."""
         noise = torch.randn(batch, 1, length, generator=generator).to(self.device)
-        options = {"eta": float(eta or 0.0)} if sampler == "ddim" else {}
-        if project is not None:
-            options["project"] = project
-        if prior_std is not None:
-            prior_std = prior_std.to(self.device)
+        options = {"eta": float(plan.eta)} if plan.sampler == "ddim" else {}
+        if guide.project is not None:
+            options["project"] = guide.project
+        if guide.prior_std is not None:
+            prior_std = guide.prior_std.to(self.device)
             noise, options["noise_scale"] = noise * prior_std, prior_std
-        denoise = chunked_denoiser(self.network, cond, self.chunk_samples)
+        denoise = chunked_denoiser(self.network, guide.cond, self.chunk_samples)
         with torch.inference_mode(), autocast(self.precision, self.device):
-            x = SAMPLERS[sampler](denoise, schedule, noise, generator, on_step=on_step, **options)
+            x = SAMPLERS[plan.sampler](denoise, plan.schedule, noise, generator, on_step=on_step, **options)
         return x[:, 0].float().cpu()
 
 
@@ -243,32 +234,18 @@ class Vocoder(_Model):
         with torch.inference_mode():
             return self.mel_transform(wav)
 
-    @property
-    def default_steps(self) -> int:
-        """The step count `vocode` uses when none is given: the checkpoint's choice
-        (set by `audiodiff schedule search --default-steps`), else the recipe's fast
-        schedule's length (`diffusion.fast_steps`, 6 in the shipped recipes)."""
-        return self._default_steps or self.recipe.diffusion.fast_steps
-
-    def vocode(self, mel: torch.Tensor | np.ndarray, steps: int | None = None, sampler: str | None = None,
+    def vocode(self, mel: torch.Tensor | np.ndarray, plan: SamplingPlan | None = None, *,
                seed: int | None = 0, generator: torch.Generator | None = None,
-               on_step: StepCallback = None, name: str = "mel",
-               schedule: Schedule | None = None, eta: float | None = None,
-               gain_adjust: bool | None = None, refine: int | None = None) -> torch.Tensor:
+               on_step: StepCallback = None, name: str = "mel", **overrides) -> torch.Tensor:
         """mel [n_mels, frames] or [B, n_mels, frames] -> waveform [frames*hop] or [B, frames*hop].
 
-        `steps` network evaluations (default `default_steps`) with the checkpoint's
-        searched schedule for that count if it has one, else the default rule (the
-        recipe's fast_betas at their own count; 50: the full training schedule); `sampler` 'ddpm' or
-        'ddim' (default: the searched one, else ddpm); `seed` (or `generator`) fixes
-        the noise. `schedule`, `sampler` and `eta` together override all of that.
-        `gain_adjust` matches each step's clean estimate to the mel (WaveFit's gain
-        adjustment); `refine` fast Griffin-Lim iterations with the same projection run
-        after sampling. Both default to the checkpoint's settings (`default_gain_adjust`,
-        `default_refine`), else off. See consistency.py.
+        Sampled by `plan` (from `.plan(...)`), or by the plan the keyword `overrides`
+        resolve to (`steps`, `sampler`, `eta`, `schedule`, `gain_adjust`, `refine`; see
+        `plan`): by default the checkpoint's step count, searched schedule and sampler,
+        gain adjustment and refinement, else the recipe's rule. `seed` (or `generator`)
+        fixes the noise; `name` names the mel in errors.
         """
-        steps = len(schedule) if schedule is not None else (steps or self.default_steps)
-        gain_adjust, refine = self.consistency_settings(gain_adjust, refine)
+        plan = self._plan(plan, overrides)
         mel = torch.as_tensor(mel, dtype=torch.float32)
         check_mel(mel, self.recipe.audio, name)
         batched = mel.dim() == 3
@@ -276,35 +253,19 @@ class Vocoder(_Model):
         length = mel.shape[-1] * self.hop_length
         with torch.inference_mode():
             cond = Conditioner(self.network, mel, self.hop_length, CONDITION_CACHE_BYTES)
-            consistency = MelConsistency(self.mel_transform, mel) if gain_adjust or refine else None
+            consistency = MelConsistency(self.mel_transform, mel) if plan.gain_adjust or plan.refine else None
         std = noise_std(mel, self.recipe.audio, self.recipe.diffusion, length)
-        wav = self._sample(cond, mel.shape[0], length, steps, sampler, seed, generator, on_step,
-                           schedule=schedule, eta=eta, prior_std=std,
-                           project=consistency.project if gain_adjust else None)
-        if refine:
+        guide = Guidance(cond, std, consistency.project if plan.gain_adjust else None)
+        wav = self._sample(plan, mel.shape[0], length, noise_generator(seed, generator), on_step, guide)
+        if plan.refine:
             with torch.inference_mode():
-                wav = consistency.refine(wav.to(self.device), refine).clamp(-1.0, 1.0).cpu()
+                wav = consistency.refine(wav.to(self.device), plan.refine).clamp(-1.0, 1.0).cpu()
         return wav if batched else wav[0]
 
-    def consistency_settings(self, gain_adjust: bool | None = None, refine: int | None = None) -> tuple[bool, int]:
-        """(gain_adjust, refine) as `vocode` runs them: None takes the checkpoint's setting."""
-        gain_adjust = self.default_gain_adjust if gain_adjust is None else bool(gain_adjust)
-        refine = self.default_refine if refine is None else int(refine)
-        if refine < 0:
-            raise AudiodiffError(f"refine {refine}: must be >= 0")
-        return gain_adjust, refine
-
-    def describe_sampling(self, steps: int, sampler: str | None = None, gain_adjust: bool | None = None,
-                          refine: int | None = None) -> str:
-        """`_Model.describe_sampling` plus the mel-consistency settings."""
-        gain_adjust, refine = self.consistency_settings(gain_adjust, refine)
-        parts = [super().describe_sampling(steps, sampler)] + (["mel gain adjustment"] if gain_adjust else [])
-        return ", ".join(parts + ([f"{refine} refinement iterations"] if refine else []))
-
-    def resynthesize(self, wav: torch.Tensor | np.ndarray, **kwargs) -> torch.Tensor:
+    def resynthesize(self, wav: torch.Tensor | np.ndarray, plan: SamplingPlan | None = None, **kwargs) -> torch.Tensor:
         """Analysis-synthesis: audio [samples] -> its mel -> vocoded audio, same length."""
         wav = torch.as_tensor(wav, dtype=torch.float32)
-        out = self.vocode(self.mel(wav).cpu(), **kwargs)
+        out = self.vocode(self.mel(wav).cpu(), plan, **kwargs)
         return out[..., :wav.shape[-1]]
 
 
@@ -317,24 +278,23 @@ class Generator(_Model):
                                  f"use Vocoder / `audiodiff vocode`")
         super().__init__(network, recipe, **kwargs)
 
-    @property
-    def default_steps(self) -> int:
-        """The checkpoint's chosen step count, else the training schedule's length."""
-        return self._default_steps or len(training_schedule(self.recipe.diffusion))
-
-    def generate(self, seconds: float, count: int = 1, steps: int | None = None, sampler: str | None = None,
+    def generate(self, seconds: float, count: int = 1, plan: SamplingPlan | None = None, *,
                  seed: int | None = 0, generator: torch.Generator | None = None,
-                 on_step: StepCallback = None) -> torch.Tensor:
-        """-> [count, round(seconds * sample_rate)] waveforms of any length."""
+                 on_step: StepCallback = None, **overrides) -> torch.Tensor:
+        """-> [count, round(seconds * sample_rate)] waveforms of any length, sampled by
+        `plan` or by the plan the keyword `overrides` (`steps`, `sampler`, `eta`,
+        `schedule`) resolve to: by default the checkpoint's step count, else the
+        training schedule's length."""
+        check_sample_memory(seconds, count, self.sample_rate, self.device)  # one line, before any allocation
         length = int(round(seconds * self.sample_rate))
         if length <= 0 or count <= 0:
             raise AudiodiffError("--seconds and -n must be positive")
-        steps = self.default_steps if steps is None else steps
-        return self._sample(None, count, length, steps, sampler, seed, generator, on_step)
+        plan = self._plan(plan, overrides)
+        return self._sample(plan, count, length, noise_generator(seed, generator), on_step)
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> Vocoder | Generator:
     """A Vocoder or a Generator, whichever the checkpoint holds."""
-    data = load_checkpoint(path)
-    cls = Vocoder if data["recipe_obj"].model.conditional else Generator
-    return cls.from_checkpoint_data(data, str(path), device)
+    checkpoint = load_checkpoint(path)
+    cls = Vocoder if checkpoint.recipe.model.conditional else Generator
+    return cls.from_checkpoint_data(checkpoint, str(path), device)

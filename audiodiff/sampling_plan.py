@@ -65,9 +65,12 @@ class SamplingPlan:
     searched: SearchedSchedule | None = None
 
     def __eq__(self, other: object) -> bool:
+        """Plans are equal when they sample alike: same betas, sampler, eta and mel
+        consistency (where the betas came from is not compared)."""
         if not isinstance(other, SamplingPlan):
             return NotImplemented
-        return (self.describe() == other.describe() and self.eta == other.eta
+        return ((self.steps, self.sampler, self.eta, self.gain_adjust, self.refine)
+                == (other.steps, other.sampler, other.eta, other.gain_adjust, other.refine)
                 and torch.equal(self.schedule.betas, other.schedule.betas))
 
     __hash__ = None  # type: ignore[assignment] - holds a tensor

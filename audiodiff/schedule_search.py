@@ -6,9 +6,9 @@ chose its 6 iterations by grid search). For each step count the search:
 
 1. scores the baselines on the clips: the recipe's default rule for N (lmnt's fast
    schedule at 6), the training schedule sub-sampled to N, and DDIM on the default
-   rule; and the schedule the checkpoint already stores for N, if any, so that a
-   search run again (with more time) goes on from where the last one ended; the best
-   of them is the starting point;
+   rule; and the schedule the checkpoint already stores for N, if any (searched
+   before, or inherited from a fine-tune's parent), so that a search run again goes on
+   from where the last one ended; the best of them is the starting point;
 2. moves the last sampling step of the best so far alone: betas[0] (the least noisy step,
    whose noise the output keeps) times each of LAST_STEP_FACTORS, the rest unchanged (a
    network fine-tuned on one schedule is best near it, and this one beta sets the
@@ -131,7 +131,7 @@ class ClipScorer:
             check_metric(name, "--guard")
         self.vocoder, self.metric, self.seed = vocoder, metric, seed
         self.guard = tuple(g for g in dict.fromkeys(guard) if g != metric)
-        self.gain_adjust = vocoder.consistency_settings(gain_adjust, 0)[0]  # resolved: recorded with the result
+        self.gain_adjust = vocoder.plan(gain_adjust=gain_adjust).gain_adjust  # resolved: recorded with the result
         self.higher_is_better = METRICS[metric][0]
         self.clips = [torch.as_tensor(c, dtype=torch.float32).reshape(-1) for c in clips]
         self.mels = [vocoder.mel(c).cpu() for c in self.clips]
@@ -151,10 +151,10 @@ class ClipScorer:
             return self._scored[candidate]
         names = (self.metric, *self.guard)
         values: dict[str, list[float]] = {name: [] for name in names}
+        plan = self.vocoder.plan(schedule=Schedule.from_betas(candidate.betas), sampler=candidate.sampler,
+                                 eta=candidate.eta, gain_adjust=self.gain_adjust, refine=0)
         for i, (clip, mel) in enumerate(zip(self.clips, self.mels)):
-            out = self.vocoder.vocode(mel, schedule=Schedule.from_betas(candidate.betas),
-                                      sampler=candidate.sampler, eta=candidate.eta,
-                                      seed=self.seed, gain_adjust=self.gain_adjust, refine=0)[:clip.shape[-1]]
+            out = self.vocoder.vocode(mel, plan, seed=self.seed)[:clip.shape[-1]]
             for name in names:
                 values[name].append(self._one(name, i, clip, out))
         self._scored[candidate] = {name: finite_mean(v) for name, v in values.items()}
@@ -281,7 +281,7 @@ def search_steps(scorer: ClipScorer, steps: int, budget_s: float, seed: int = 0,
         return scores[scorer.metric]
 
     baselines = {name: consider(c) for name, c in baseline_candidates(scorer.vocoder, steps).items()}
-    stored = scorer.vocoder.searched.get(steps)
+    stored = scorer.vocoder.defaults.schedules.get(steps)  # inherited from a fine-tune's parent, or searched before
     if stored is not None:
         consider(Candidate(tuple(stored.betas), stored.sampler, stored.eta))
     for candidate in last_step_candidates(best) + grid_candidates(steps):

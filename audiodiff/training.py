@@ -9,6 +9,7 @@ A run lives in one folder:
     metrics.jsonl      one JSON line per log interval and per validation
     samples/           the validation reference and what the model made of it, per step
     tensorboard/       TensorBoard events (when the optional package is installed)
+    train.lock         locked while a training writes here: a second one fails at once (run_lock.py)
 
 One optimiser step sees the global batch: `train.batch_size` crops x processes (one
 per device under torchrun, see distributed.py) x `train.grad_accum` accumulation
@@ -39,22 +40,27 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from audiodiff.atomic import append_text, atomic_path
 from audiodiff.audio import MelSpectrogram, load_audio, save_audio
-from audiodiff.checkpoint import checkpoint_name, latest_checkpoint, load_checkpoint, save_checkpoint
+from audiodiff.checkpoint import Checkpoint, checkpoint_name, latest_checkpoint, load_checkpoint, save_checkpoint
 from audiodiff.data import (CropDataset, StepBatchSampler, ignore_stop_signals, prepare_training_data,
                             share_offset)
+from audiodiff.devices import resolve_device
 from audiodiff.diffusion import diffusion_loss, inference_schedule, training_schedule
 from audiodiff.distributed import DistContext, init_distributed, shutdown
 from audiodiff.errors import AudiodiffError, TrainingStopped
 from audiodiff.evaluation.metrics import finite_mean, log_mel_distance
 from audiodiff.infer_loss import infer_loss
 from audiodiff.inference import Generator, Vocoder
+from audiodiff.inference_defaults import InferenceDefaults
 from audiodiff.logging_tb import TensorBoardLog
 from audiodiff.lr_schedule import learning_rate_at
 from audiodiff.networks import build_network
 from audiodiff.precision import autocast, check_precision, grad_scaler
+from audiodiff.pretrained import model_name, resolve_checkpoint
 from audiodiff.prior import noise_std
 from audiodiff.recipe import Recipe
+from audiodiff.run_lock import RunLock, lock_run_folder
 
 
 class DenoiserObjective(nn.Module):
@@ -85,6 +91,7 @@ class Trainer:
                  init: str | Path | None = None):
         self.recipe, self.out = recipe, Path(out_dir)
         self.init = Path(init) if init is not None else None  # weights a new run starts from (see start_from)
+        self.defaults = InferenceDefaults()  # what the checkpoints carry: a fine-tune's parent's (start_from)
         self.dist = dist or DistContext(resolve_device(device))
         self.device = self.dist.device
         self.console = (console or Console(stderr=True)) if self.dist.is_main else Console(quiet=True)
@@ -129,46 +136,53 @@ class Trainer:
         path = latest_checkpoint(self.out)
         if path is None:
             return
-        data = load_checkpoint(path)
-        self._check_sections(data, f"{self.out}: holds a run with different [{{section}}] settings; "
+        ckpt = load_checkpoint(path)
+        self._check_sections(ckpt, f"{self.out}: holds a run with different [{{section}}] settings; "
                                    f"use another --out or the original recipe")
-        self.network.load_state_dict(data["model"])
-        self.ema.load_state_dict(data["ema"])
-        if data["optimizer"] is not None:
-            self.optimizer.load_state_dict(data["optimizer"])
-        extra = data.get("extra") or {}
+        self.network.load_state_dict(ckpt.model)
+        self.ema.load_state_dict(ckpt.ema)
+        if ckpt.optimizer is not None:
+            self.optimizer.load_state_dict(ckpt.optimizer)
+        extra = ckpt.extra
         if extra.get("grad_scaler"):
             self.scaler.load_state_dict(extra["grad_scaler"])
         self.nonfinite_streak = int(extra.get("nonfinite_streak", 0))
-        self.step = data["step"]
+        self.step = ckpt.step
+        self.defaults = ckpt.defaults
         self.console.print(f"Resuming from step {self.step} ({path})")
         before = extra.get("global_batch")
         if before is not None and before != self.global_batch:
             self._warn(f"the global batch changes from {before} to {self.global_batch} crops per step "
                        f"(batch_size x processes x grad_accum): the run no longer follows its first curve")
 
-    def start_from(self, path: Path) -> None:
+    def start_from(self, init: str | Path) -> None:
         """Begin a new run from another checkpoint's EMA weights (the ones inference uses;
         an exported file holds only those): a fine-tune, e.g. of the shipped vocoder on
-        another speaker. The network and its EMA both start from them, the step count goes
-        on from the checkpoint's (so the rate schedule and max_steps count total training),
-        and the optimiser starts fresh. [audio], [model] and [diffusion] must match the recipe."""
-        data = load_checkpoint(path)
-        self._check_sections(data, f"--init {path}: a model with different [{{section}}] settings from the "
+        another speaker. `init` is a checkpoint file or a shipped model's name ('vocoder').
+        The network and its EMA both start from them, the step count goes on from the
+        checkpoint's (so the rate schedule and max_steps count total training), the
+        optimiser starts fresh, and the new checkpoints inherit the parent's inference
+        defaults (steps, gain adjustment, refinement, searched schedules as a starting
+        point), marked as inherited. [audio], [model] and [diffusion] must match the recipe."""
+        path = resolve_checkpoint(init)
+        ckpt = load_checkpoint(path)
+        self._check_sections(ckpt, f"--init {path}: a model with different [{{section}}] settings from the "
                                    f"recipe's; fine-tune with the recipe it was trained with")
-        if data["step"] >= self.recipe.train.max_steps:
-            raise AudiodiffError(f"--init {path}: already trained {data['step']} steps, not fewer than "
+        if ckpt.step >= self.recipe.train.max_steps:
+            raise AudiodiffError(f"--init {path}: already trained {ckpt.step} steps, not fewer than "
                                  f"train.max_steps {self.recipe.train.max_steps}; raise --max-steps")
-        self.network.load_state_dict(data["ema"])  # float16 exports are cast to the network's float32
-        self.ema.load_state_dict(data["ema"])
-        self.step = data["step"]
-        self.console.print(f"Starting from {path} (step {self.step}, its EMA weights; a fresh optimiser)")
+        self.network.load_state_dict(ckpt.ema)  # float16 exports are cast to the network's float32
+        self.ema.load_state_dict(ckpt.ema)
+        self.step = ckpt.step
+        self.defaults = ckpt.defaults.inherited(model_name(path))
+        self.console.print(f"Starting from {path} (step {self.step}, its EMA weights; a fresh optimiser; "
+                           f"{self.defaults.describe()})", highlight=False)
 
-    def _check_sections(self, data: dict, message: str) -> None:
+    def _check_sections(self, ckpt: Checkpoint, message: str) -> None:
         """Refuse a checkpoint whose [audio], [model] or [diffusion] differ from the recipe's:
         `message` is formatted with the first such `section`."""
         for section in ("audio", "model", "diffusion"):
-            if getattr(data["recipe_obj"], section) != getattr(self.recipe, section):
+            if getattr(ckpt.recipe, section) != getattr(self.recipe, section):
                 raise AudiodiffError(message.format(section=section))
 
     def _truncate_metrics(self) -> None:
@@ -177,7 +191,8 @@ class Trainer:
         if log.is_file():
             kept = [line for line in log.read_text(encoding="utf-8").splitlines()
                     if line.strip() and json.loads(line).get("step", 0) <= self.step]
-            log.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+            with atomic_path(log) as tmp:
+                tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 
     def save(self) -> Path | None:
         """Checkpoint the current step and keep only the newest `keep_checkpoints` (rank 0
@@ -188,9 +203,9 @@ class Trainer:
         extra = {"global_batch": self.global_batch, "processes": self.dist.world_size,
                  "grad_accum": cfg.grad_accum, "precision": cfg.precision,
                  "nonfinite_streak": self.nonfinite_streak, "grad_scaler": self.scaler.state_dict()}
-        path = save_checkpoint(self.out / checkpoint_name(self.step), recipe=self.recipe,
-                               model=self.network.state_dict(), ema=self.ema.state_dict(),
-                               optimizer=self.optimizer.state_dict(), step=self.step, extra=extra)
+        path = save_checkpoint(self.out / checkpoint_name(self.step), Checkpoint(
+            recipe=self.recipe, step=self.step, model=self.network.state_dict(), ema=self.ema.state_dict(),
+            optimizer=self.optimizer.state_dict(), extra=extra, defaults=self.defaults))
         for old in sorted(self.out.glob("step-*.pt"))[:-cfg.keep_checkpoints]:
             old.unlink(missing_ok=True)
         return path
@@ -341,7 +356,19 @@ class Trainer:
 
     # ----------------------------------------------------------------- loop
     def run(self) -> Path | None:
-        """Train to `train.max_steps`; returns the last checkpoint written."""
+        """Train to `train.max_steps`; returns the last checkpoint written.
+
+        The run folder is locked first (rank 0, see run_lock.py) and until the end: a
+        second training on it fails at once with RunFolderLocked naming the holder."""
+        held: list[RunLock] = []
+        self.dist.on_main(lambda: held.append(lock_run_folder(self.out)))  # its error reaches every rank
+        try:
+            return self._run()
+        finally:
+            for lock in held:
+                lock.release()
+
+    def _run(self) -> Path | None:
         cfg = self.recipe.train
         self.resume()
         if self.init is not None:
@@ -431,8 +458,7 @@ class Trainer:
     def _log(self, record: dict, echo: bool = True) -> None:
         if len(record) <= 1 or not self.dist.is_main:
             return
-        with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        append_text(self.out / "metrics.jsonl", json.dumps(record) + "\n")
         if echo:
             text = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items())
             self.console.print(text, highlight=False)

@@ -80,7 +80,7 @@ def main() -> int:
     mel = shipped.mel(wav)
     rows = [("griffin-lim (librosa, 32 iterations)", None,
              _median_seconds(lambda: griffin_lim(mel.numpy(), audio), args.runs))]
-    rows.append((f"shipped vocoder, {shipped.default_steps} steps (default)", None,
+    rows.append((f"shipped vocoder, {shipped.plan().steps} steps (default)", None,
                  _median_seconds(lambda: shipped.vocode(mel, seed=0), args.runs)))
     models = [(str(c), Vocoder.from_checkpoint(c)) for c in args.checkpoint]
     for name in args.recipe:

@@ -123,9 +123,10 @@ case $stage in
     # copy without searched schedules); the same on the 22 LJSpeech clips
     export OMP_NUM_THREADS=1
     mkdir -p $EVAL
-    python -c "from audiodiff.checkpoint import export_inference_copy, load_checkpoint
-d = load_checkpoint('audiodiff/pretrained/vocoder.pt'); d['schedules_obj'] = {}
-export_inference_copy(d, '$EVAL/vocoder-no-schedules.pt')"
+    python -c "import dataclasses
+from audiodiff.checkpoint import export_inference_copy, load_checkpoint
+d = load_checkpoint('audiodiff/pretrained/vocoder.pt')
+export_inference_copy(d.with_defaults(dataclasses.replace(d.defaults, schedules={})), '$EVAL/vocoder-no-schedules.pt')"
     audiodiff eval -c audiodiff/pretrained/vocoder.pt $REPORT_CLIPS --steps 2,3,4,6,50 --gain-adjust --out $EVAL/kathleen-heldout-shipped &
     audiodiff eval -c $EVAL/vocoder-no-schedules.pt $REPORT_CLIPS --steps 4,6 --gain-adjust --out $EVAL/kathleen-heldout-shipped-default
     wait

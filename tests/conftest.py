@@ -72,7 +72,7 @@ def synth_folder(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory) -> Path:
     """An untrained 2 x 8 vocoder checkpoint of the tiny recipe (seeded weights)."""
-    from audiodiff.checkpoint import save_checkpoint
+    from audiodiff.checkpoint import Checkpoint, save_checkpoint
     from audiodiff.networks.diffwave import DiffWave
     from audiodiff.recipe import load_recipe
 
@@ -80,7 +80,7 @@ def tiny_ckpt(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     net = DiffWave.from_recipe(recipe)
     path = tmp_path_factory.mktemp("ckpt") / "step-00000001.pt"
-    return save_checkpoint(path, recipe=recipe, model=net.state_dict(), ema=net.state_dict(), step=1)
+    return save_checkpoint(path, Checkpoint(recipe=recipe, model=net.state_dict(), ema=net.state_dict(), step=1))
 
 
 def tiny_overrides(root: Path, source: str = "folder", **train) -> list[str]:

@@ -10,7 +10,7 @@ import soundfile as sf
 import torch
 
 from audiodiff.audio import MelSpectrogram
-from audiodiff.checkpoint import export_inference_copy, load_checkpoint, save_checkpoint
+from audiodiff.checkpoint import Checkpoint, export_inference_copy, load_checkpoint, save_checkpoint
 from audiodiff.consistency import MelConsistency, check_options
 from audiodiff.diffusion import inference_schedule
 from audiodiff.errors import AudiodiffError, CheckpointError
@@ -148,14 +148,14 @@ def test_export_stores_default_refine_and_vocode_info_say_it(tmp_path, tiny_ckpt
     result = run_main("export", tiny_ckpt, "-o", out, "--refine", "5", "--gain-adjust")
     assert result.returncode == 0, result.stderr
     data = load_checkpoint(out)
-    assert data["default_refine"] == 5 and data["default_gain_adjust"] is True
-    exported, trained = Vocoder.from_checkpoint(out), Vocoder.from_checkpoint(tiny_ckpt)
-    assert (exported.default_refine, exported.default_gain_adjust) == (5, True)
-    assert (trained.default_refine, trained.default_gain_adjust) == (0, False)
+    assert data.defaults.refine == 5 and data.defaults.gain_adjust is True
+    exported, trained = Vocoder.from_checkpoint(out).plan(), Vocoder.from_checkpoint(tiny_ckpt).plan()
+    assert (exported.refine, exported.gain_adjust) == (5, True)
+    assert (trained.refine, trained.gain_adjust) == (0, False)
     assert "mel consistency: gain adjustment on, 5 refinement iterations" in run_main("info", "-c", out).stdout
     assert "gain adjustment off, 0 refinement iterations" in run_main("info", "-c", tiny_ckpt).stdout
     clip = tmp_path / "in.wav"
-    sf.write(clip, _clip(data["recipe_obj"].audio).numpy(), SR, subtype="PCM_16")
+    sf.write(clip, _clip(data.recipe.audio).numpy(), SR, subtype="PCM_16")
     voc = run_main("vocode", "-c", out, clip, "-o", tmp_path / "o.wav", "--steps", "2")
     assert voc.returncode == 0 and "mel gain adjustment, 5 refinement iterations" in voc.stderr
     raw = run_main("vocode", "-c", out, clip, "-o", tmp_path / "r.wav", "--steps", "2",
@@ -168,7 +168,7 @@ def test_export_stores_default_refine_and_vocode_info_say_it(tmp_path, tiny_ckpt
 def test_bad_default_refine_in_a_checkpoint_is_one_line(tmp_path, tiny_ckpt):
     data = load_checkpoint(tiny_ckpt)
     bad = tmp_path / "bad.pt"
-    export_inference_copy(data, bad, default_refine=3)
+    export_inference_copy(data.with_defaults(data.defaults.with_settings(refine=3)), bad)
     payload = torch.load(bad, weights_only=True)
     payload["default_refine"] = -2
     torch.save(payload, bad)
@@ -191,7 +191,8 @@ def test_negative_refine_on_the_command_line_is_rejected(tmp_path, tiny_ckpt, ru
 def test_mel_options_on_an_unconditional_model_are_one_line_errors(tmp_path, run_main):
     recipe = load_recipe(TINY, ["model.conditional=false", "model.residual_layers=2", "model.residual_channels=8"])
     net = DiffWave.from_recipe(recipe)
-    ckpt = save_checkpoint(tmp_path / "gen.pt", recipe=recipe, model=net.state_dict(), ema=net.state_dict(), step=1)
+    ckpt = save_checkpoint(tmp_path / "gen.pt", Checkpoint(recipe=recipe, model=net.state_dict(),
+                                                           ema=net.state_dict(), step=1))
     result = run_main("export", ckpt, "-o", tmp_path / "out.pt", "--refine", "3")
     message = "--gain-adjust/--no-gain-adjust and --refine apply to vocoders; this model is unconditional"
     assert result.returncode == 2 and message in " ".join(result.stderr.split())

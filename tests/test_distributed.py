@@ -98,15 +98,15 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path, synth_fold
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
     ref = load_checkpoint(single / "step-00000004.pt")
     got = load_checkpoint(ddp / "step-00000004.pt")
-    assert got["step"] == STEPS and got["extra"]["global_batch"] == 4 and got["extra"]["processes"] == 2
-    for key in ref["model"]:
+    assert got.step == STEPS and got.extra["global_batch"] == 4 and got.extra["processes"] == 2
+    for key in ref.model:
         # (a) both ranks hold the same weights; rank 0 wrote them
         assert torch.equal(ranks[0]["model"][key], ranks[1]["model"][key]), key
         assert torch.equal(ranks[0]["ema"][key], ranks[1]["ema"][key]), key
-        assert torch.equal(got["model"][key], ranks[0]["model"][key]), key
+        assert torch.equal(got.model[key], ranks[0]["model"][key]), key
         # (b) and they are what one process with the global batch learns, up to float rounding
-        torch.testing.assert_close(got["model"][key], ref["model"][key], rtol=1e-4, atol=2e-5, msg=key)
-        torch.testing.assert_close(got["ema"][key], ref["ema"][key], rtol=1e-4, atol=2e-5, msg=key)
+        torch.testing.assert_close(got.model[key], ref.model[key], rtol=1e-4, atol=2e-5, msg=key)
+        torch.testing.assert_close(got.ema[key], ref.ema[key], rtol=1e-4, atol=2e-5, msg=key)
     assert "Resuming from step 2" in ranks[0]["log"] and ranks[1]["log"] == ""  # rank 0 alone prints
     # rank 0 alone writes: one record per step, the global batch logged, one set of files
     a, b = losses(ddp), losses(single)

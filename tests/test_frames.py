@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from audiodiff.checkpoint import export_inference_copy, load_checkpoint, save_checkpoint
+from audiodiff.checkpoint import Checkpoint, export_inference_copy, load_checkpoint, save_checkpoint
 from audiodiff.diffusion import diffusion_loss, training_schedule
 from audiodiff.errors import RecipeError
 from audiodiff.inference import Generator, Vocoder
@@ -150,9 +150,9 @@ def test_trains_resumes_bit_identically_exports_and_searches(tmp_path, synth_fol
     resumed = {m["step"]: m["loss"] for m in read_metrics(out) if "loss" in m}
     assert sorted(full) == [1, 2, 3, 4] and resumed == full
     a, b = load_checkpoint(tmp_path / "full" / "step-00000004.pt"), load_checkpoint(last)
-    for key in a["model"]:
-        assert torch.equal(a["model"][key], b["model"][key]) and torch.equal(a["ema"][key], b["ema"][key])
-    assert b["recipe_obj"].model.family == "frames"
+    for key in a.model:
+        assert torch.equal(a.model[key], b.model[key]) and torch.equal(a.ema[key], b.ema[key])
+    assert b.recipe.model.family == "frames"
 
     exported = export_inference_copy(b, tmp_path / "frames.pt", half=False)
     vocoder = Vocoder.from_checkpoint(exported)
@@ -171,8 +171,8 @@ def test_trains_resumes_bit_identically_exports_and_searches(tmp_path, synth_fol
 def test_init_from_a_frames_checkpoint_keeps_the_family(tmp_path):
     recipe = frames_recipe()
     net = perturbed(build_network(recipe))
-    path = save_checkpoint(tmp_path / "step-00000001.pt", recipe=recipe, model=net.state_dict(),
-                           ema=net.state_dict(), step=1)
+    path = save_checkpoint(tmp_path / "step-00000001.pt", Checkpoint(recipe=recipe, model=net.state_dict(),
+                                                                     ema=net.state_dict(), step=1))
     vocoder = Vocoder.from_checkpoint(path)
     for key, value in net.state_dict().items():
         assert torch.equal(vocoder.network.state_dict()[key], value)

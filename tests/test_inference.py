@@ -6,7 +6,7 @@ import torch
 
 import audiodiff.inference as inference
 from audiodiff.audio import MelSpectrogram
-from audiodiff.checkpoint import save_checkpoint
+from audiodiff.checkpoint import Checkpoint, save_checkpoint
 from audiodiff.devices import resolve_device
 from audiodiff.diffusion import Schedule
 from audiodiff.errors import AudiodiffError, AudioError
@@ -138,14 +138,29 @@ def test_fast_step_count_comes_from_the_recipe():
     betas = (1e-4, 1e-3, 1e-2, 0.1, 0.5)
     recipe = recipe_with(f"diffusion.fast_betas={list(betas)}")
     voc = Vocoder(random_network(recipe), recipe, device="cpu")
-    assert recipe.diffusion.fast_steps == voc.default_steps == 5
-    schedule, sampler, _ = voc.sampling(voc.default_steps)
-    assert schedule.betas.tolist() == list(betas) and sampler == "ddpm"
+    plan = voc.plan()
+    assert recipe.diffusion.fast_steps == plan.steps == 5
+    assert plan.schedule.betas.tolist() == list(betas) and plan.sampler == "ddpm"
     mel = speech_like_mel(voc, 8 * 256)
     steps = []
     default = voc.vocode(mel, on_step=steps.append)
     explicit = voc.vocode(mel, schedule=Schedule.from_betas(betas), sampler="ddpm", eta=0.0)
     assert len(steps) == 5 and torch.equal(default, explicit)
+
+
+def test_a_plan_and_its_keyword_form_sample_alike(vocoder, generator):
+    mel = speech_like_mel(vocoder, 12 * 256)
+    plan = vocoder.plan(steps=3, sampler="ddim", eta=0.5)
+    assert (plan.steps, plan.sampler, plan.eta, plan.gain_adjust, plan.refine) == (3, "ddim", 0.5, False, 0)
+    assert torch.equal(vocoder.vocode(mel, plan, seed=2), vocoder.vocode(mel, steps=3, sampler="ddim", eta=0.5, seed=2))
+    with pytest.raises(TypeError, match="not both"):
+        vocoder.vocode(mel, plan, steps=3)
+    with pytest.raises(TypeError, match="SamplingPlan"):
+        vocoder.vocode(mel, 3)
+    gplan = generator.plan(steps=2)
+    assert torch.equal(generator.generate(0.05, plan=gplan, seed=1), generator.generate(0.05, steps=2, seed=1))
+    with pytest.raises(AudiodiffError, match="vocoders"):
+        generator.generate(0.05, gain_adjust=True)
 
 
 def test_vocode_checks_the_mel(vocoder):
@@ -172,7 +187,7 @@ def test_generator_lengths_and_seed(generator):
     assert torch.equal(two, again)
     assert (two - other).abs().max() > 1e-3
     assert (two[0] - two[1]).abs().max() > 1e-3  # the clips of one call differ
-    assert generator.default_steps == 50
+    assert generator.plan().steps == 50
     calls = []
     generator.generate(seconds=0.01, on_step=calls.append)
     assert len(calls) == 50
@@ -190,7 +205,8 @@ def test_kind_mismatch_is_refused(vocoder, generator):
 def test_from_checkpoint_uses_ema_weights(tmp_path):
     recipe = recipe_with()
     live, ema = random_network(recipe, seed=0), random_network(recipe, seed=1)
-    path = save_checkpoint(tmp_path / "c.pt", recipe=recipe, model=live.state_dict(), ema=ema.state_dict(), step=12)
+    path = save_checkpoint(tmp_path / "c.pt", Checkpoint(recipe=recipe, model=live.state_dict(),
+                                                         ema=ema.state_dict(), step=12))
     voc = Vocoder.from_checkpoint(path)
     assert voc.step == 12 and voc.recipe == recipe and voc.source == str(path)
     for key, value in ema.state_dict().items():
@@ -206,7 +222,8 @@ def test_from_checkpoint_uses_ema_weights(tmp_path):
 def test_load_model_picks_the_kind(tmp_path):
     recipe = recipe_with("model.conditional=false")
     net = random_network(recipe)
-    path = save_checkpoint(tmp_path / "g.pt", recipe=recipe, model=net.state_dict(), ema=net.state_dict(), step=1)
+    path = save_checkpoint(tmp_path / "g.pt", Checkpoint(recipe=recipe, model=net.state_dict(),
+                                                         ema=net.state_dict(), step=1))
     model = load_model(path)
     assert isinstance(model, Generator)
     assert model.sample_rate == 22050

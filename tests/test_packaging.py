@@ -104,7 +104,7 @@ def test_train_by_name_with_data_is_training_the_recipe_file(tmp_path, run_main,
     result = run_main("train", "tiny", "--data", synth_folder, "--out", out, "--max-steps", 2, "--device", "cpu",
                       *quick_sets(synth_folder))
     assert result.returncode == 0, result.stderr
-    trained = load_checkpoint(out / "step-00000002.pt")["recipe_obj"]
+    trained = load_checkpoint(out / "step-00000002.pt").recipe
     by_path = load_recipe(TINY, [*tiny_overrides(synth_folder), "train.max_steps=2"])
     assert trained == by_path and trained.data.root == str(synth_folder)
 

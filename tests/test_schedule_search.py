@@ -223,17 +223,18 @@ def test_stored_schedule_is_used_and_reloaded(tmp_path, tiny_ckpt):
     data = load_checkpoint(tiny_ckpt)
     found = SearchedSchedule((2e-4, 0.05, 0.4), "ddim", 0.25, "pesq", 3.5, 5)
     out = save_searched_copy(data, tmp_path / "searched.pt", {3: found}, default_steps=3)
-    assert load_checkpoint(tiny_ckpt).get("schedules_obj") == {}  # the input is untouched
+    assert load_checkpoint(tiny_ckpt).defaults.schedules == {}  # the input is untouched
     again = load_checkpoint(out)
-    assert again["schedules_obj"] == {3: found} and again["default_steps"] == 3
-    assert again["step"] == data["step"] and all(torch.equal(again["ema"][k], v) for k, v in data["ema"].items())
+    assert again.defaults.schedules == {3: found} and again.defaults.steps == 3
+    assert again.step == data.step and all(torch.equal(again.ema[k], v) for k, v in data.ema.items())
     vocoder = Vocoder.from_checkpoint(out)
-    assert vocoder.default_steps == 3
-    schedule, sampler, eta = vocoder.sampling(3)
-    assert torch.allclose(schedule.betas, torch.tensor([2e-4, 0.05, 0.4], dtype=torch.float64))
-    assert (sampler, eta) == ("ddim", 0.25)
-    assert vocoder.sampling(3, "ddpm")[1:] == ("ddpm", 0.0)  # an explicit sampler keeps the betas
-    assert torch.equal(vocoder.schedule(4).betas, inference_schedule(vocoder.recipe.diffusion, 4).betas)
+    plan = vocoder.plan()
+    assert plan.steps == 3 and plan.searched == found
+    assert torch.allclose(plan.schedule.betas, torch.tensor([2e-4, 0.05, 0.4], dtype=torch.float64))
+    assert (plan.sampler, plan.eta) == ("ddim", 0.25)
+    ddpm = vocoder.plan(steps=3, sampler="ddpm")  # an explicit sampler keeps the betas
+    assert (ddpm.sampler, ddpm.eta) == ("ddpm", 0.0) and torch.equal(ddpm.schedule.betas, plan.schedule.betas)
+    assert torch.equal(vocoder.plan(steps=4).schedule.betas, inference_schedule(vocoder.recipe.diffusion, 4).betas)
     mel = torch.zeros(80, 4) - 5
     stored = vocoder.vocode(mel, seed=1)  # default: 3 steps, the searched schedule and sampler
     explicit = vocoder.vocode(mel, schedule=found.schedule, sampler="ddim", eta=0.25, seed=1)
@@ -242,7 +243,7 @@ def test_stored_schedule_is_used_and_reloaded(tmp_path, tiny_ckpt):
     # a second search merges: 3 is kept, 2 is added
     two = SearchedSchedule((1e-3, 0.5), "ddpm", 0.0, "pesq", 3.0, 5)
     merged = load_checkpoint(save_searched_copy(again, tmp_path / "merged.pt", {2: two}))
-    assert merged["schedules_obj"] == {2: two, 3: found} and merged["default_steps"] == 3
+    assert merged.defaults.schedules == {2: two, 3: found} and merged.defaults.steps == 3
 
 
 def test_searched_schedule_records_the_gain_adjust_setting():
@@ -291,8 +292,8 @@ def test_cli_search_writes_copy_and_info_lists_it(tmp_path, tiny_ckpt, clips, ru
     assert result.returncode == 0, result.stderr
     assert "searched" in result.stdout and "train sub-sampled" in result.stdout
     data = load_checkpoint(out)
-    assert sorted(data["schedules_obj"]) == [2, 3] and data["default_steps"] == 2
-    assert all(found.gain_adjust is True for found in data["schedules_obj"].values())
+    assert sorted(data.defaults.schedules) == [2, 3] and data.defaults.steps == 2
+    assert all(found.gain_adjust is True for found in data.defaults.schedules.values())
     info = run_main("info", "-c", out)
     assert info.returncode == 0 and "searched 2-step schedule" in info.stdout and "default steps: 2" in info.stdout
     voc = run_main("vocode", "-c", out, clips[0], "-o", tmp_path / "v.wav")
@@ -324,7 +325,7 @@ def test_cli_search_with_a_guard_reports_it(tmp_path, tiny_ckpt, clips, run_main
     assert "searched logmel (fast " in result.stdout  # the guard's column, with the fast schedule's score
     assert "best mrstft" in result.stderr
     assert "(guard met)" in result.stderr or "(guard not met)" in result.stderr
-    schedules = load_checkpoint(out)["schedules_obj"]
+    schedules = load_checkpoint(out).defaults.schedules
     assert sorted(schedules) == [2]
     stored = schedules[2]
     assert [g.metric for g in stored.guard] == ["logmel"] and stored.guard[0].bound > 0

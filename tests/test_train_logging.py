@@ -122,7 +122,7 @@ def test_non_finite_losses_in_a_row_stop_training_with_the_checkpoint_intact(tmp
     # the last good checkpoint is the newest one, and it loads, for inference and for training
     assert latest_checkpoint(out) == out / "step-00000004.pt"
     data = load_checkpoint(out / "step-00000004.pt")
-    assert data["step"] == 4 and all(torch.isfinite(t).all() for t in data["model"].values())
+    assert data.step == 4 and all(torch.isfinite(t).all() for t in data.model.values())
     Vocoder.from_checkpoint(out / "step-00000004.pt")
     monkeypatch.setattr(training, "diffusion_loss", nan_from(10 ** 9))  # the data is fine again
     result = run_main(*command, "--max-steps", "5")

@@ -11,7 +11,7 @@ import pytest
 import torch
 from rich.console import Console
 
-from audiodiff.checkpoint import load_checkpoint, save_checkpoint
+from audiodiff.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from audiodiff.errors import AudiodiffError, RecipeError
 from audiodiff.inference import Vocoder
 from audiodiff.lr_schedule import learning_rate_at
@@ -32,8 +32,8 @@ def test_bf16_training_runs_on_cpu(tmp_path, synth_folder):
     bf16 = {r["step"]: r["loss"] for r in records(tmp_path / "bf16") if "loss" in r}
     assert sorted(bf16) == [1, 2, 3] and all(0.0 < v < 2.0 for v in bf16.values())
     data = load_checkpoint(last)
-    assert data["extra"]["precision"] == "bf16"
-    assert all(t.dtype == torch.float32 and torch.isfinite(t).all() for t in data["model"].values())
+    assert data.extra["precision"] == "bf16"
+    assert all(t.dtype == torch.float32 and torch.isfinite(t).all() for t in data.model.values())
     # the first step sees the same weights, crops and noise as in fp32: only rounding differs
     run(recipe_for(synth_folder, max_steps=1), tmp_path / "fp32")
     fp32 = {r["step"]: r["loss"] for r in records(tmp_path / "fp32") if "loss" in r}
@@ -57,8 +57,8 @@ def test_gradient_accumulation_equals_the_larger_batch(tmp_path, synth_folder, e
     run(recipe_for(synth_folder, *extra, batch_size=4, max_steps=3), tmp_path / "whole")
     a = load_checkpoint(tmp_path / "accum" / "step-00000003.pt")
     b = load_checkpoint(tmp_path / "whole" / "step-00000003.pt")
-    for key in a["model"]:
-        torch.testing.assert_close(a["model"][key], b["model"][key], rtol=1e-4, atol=atol, msg=key)
+    for key in a.model:
+        torch.testing.assert_close(a.model[key], b.model[key], rtol=1e-4, atol=atol, msg=key)
     la = [r["loss"] for r in records(tmp_path / "accum") if "loss" in r]
     lb = [r["loss"] for r in records(tmp_path / "whole") if "loss" in r]
     assert la == pytest.approx(lb, rel=1e-5)
@@ -137,8 +137,8 @@ def test_sampling_precision(tmp_path, run_main):
     with pytest.raises(AudiodiffError, match="precision fp16 needs a CUDA device"):
         Vocoder(network, recipe, device="cpu", precision="fp16")
     # the CLI: one line, exit 2
-    ckpt = save_checkpoint(tmp_path / "m.pt", recipe=recipe, model=network.state_dict(),
-                           ema=network.state_dict(), step=0)
+    ckpt = save_checkpoint(tmp_path / "m.pt", Checkpoint(recipe=recipe, model=network.state_dict(),
+                                                         ema=network.state_dict(), step=0))
     np.save(tmp_path / "mel.npy", mel.numpy())
     result = run_main("vocode", tmp_path / "mel.npy", "-c", ckpt, "--precision", "fp16", "--device", "cpu",
                       "-o", tmp_path / "out.wav")
@@ -159,7 +159,7 @@ def test_loss_scaling_path_of_fp16(tmp_path, synth_folder):
     plain = trainer(tmp_path / "plain", 3, scaled=False)
     plain.run()
     trainer(tmp_path / "scaled", 2, scaled=True).run()
-    saved = load_checkpoint(tmp_path / "scaled" / "step-00000002.pt")["extra"]["grad_scaler"]
+    saved = load_checkpoint(tmp_path / "scaled" / "step-00000002.pt").extra["grad_scaler"]
     assert saved["scale"] == 2.0 ** 11  # grown once after 2 finite steps
     resumed = trainer(tmp_path / "scaled", 3, scaled=True)
     resumed.run()

@@ -1,6 +1,7 @@
 """The trainer: determinism, exact resume, checkpoint pruning, run-folder safety, validation output."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -15,7 +16,9 @@ import torch
 
 from audiodiff.checkpoint import export_inference_copy, load_checkpoint
 from audiodiff.errors import AudiodiffError
+from audiodiff.inference import Vocoder
 from audiodiff.recipe import load_recipe
+from audiodiff.searched_schedule import SearchedSchedule
 from audiodiff.training import Trainer
 
 from conftest import TINY, read_metrics as metrics, tiny_overrides, train_run as run
@@ -44,9 +47,9 @@ def test_same_seed_same_losses(tmp_path, synth_folder):
     assert all(0.0 < v < 2.0 for v in a.values())
     wa = load_checkpoint(tmp_path / "a" / "step-00000006.pt")
     wb = load_checkpoint(tmp_path / "b" / "step-00000006.pt")
-    for key in wa["model"]:
-        assert torch.equal(wa["model"][key], wb["model"][key])
-        assert torch.equal(wa["ema"][key], wb["ema"][key])
+    for key in wa.model:
+        assert torch.equal(wa.model[key], wb.model[key])
+        assert torch.equal(wa.ema[key], wb.ema[key])
 
 
 def test_different_seed_different_losses(tmp_path, synth_folder):
@@ -72,10 +75,10 @@ def test_resume_follows_the_uninterrupted_run(tmp_path, synth_folder):
     assert resumed == full  # the same batches, noise and optimiser state: identical losses
     a = load_checkpoint(tmp_path / "full" / "step-00000008.pt")
     b = load_checkpoint(last)
-    assert b["step"] == 8
-    for key in a["model"]:
-        assert torch.equal(a["model"][key], b["model"][key])
-        assert torch.equal(a["ema"][key], b["ema"][key])
+    assert b.step == 8
+    for key in a.model:
+        assert torch.equal(a.model[key], b.model[key])
+        assert torch.equal(a.ema[key], b.ema[key])
     # the split made by the first run is kept
     assert (out / "split.json").is_file()
 
@@ -120,7 +123,7 @@ def test_train_settings_may_change_on_resume(tmp_path, synth_folder):
 def test_init_fine_tunes_an_exported_model(tmp_path, synth_folder):
     run(recipe_for(synth_folder, max_steps=3), tmp_path / "base")
     exported = export_inference_copy(load_checkpoint(tmp_path / "base" / "step-00000003.pt"), tmp_path / "model.pt")
-    ema = load_checkpoint(exported)["ema"]  # float16: what the file holds
+    ema = load_checkpoint(exported).ema  # float16: what the file holds
     recipe = recipe_for(synth_folder, max_steps=5, checkpoint_every=1)
     trainer = Trainer(recipe, tmp_path / "probe", device="cpu", progress=False)
     trainer.start_from(exported)
@@ -133,12 +136,41 @@ def test_init_fine_tunes_an_exported_model(tmp_path, synth_folder):
     last, text = run(recipe, out, init=exported)
     assert f"Starting from {exported} (step 3" in text and last == out / "step-00000005.pt"
     assert sorted(losses(out)) == [4, 5]  # the step count goes on from the model's
-    tuned = load_checkpoint(last)["model"]
+    tuned = load_checkpoint(last).model
     moved = max(float((tuned[k] - v.float()).abs().max()) for k, v in ema.items())
     assert 0 < moved < 0.05  # two small steps away from the exported weights
     # run again with more steps: the run folder's own checkpoint wins over --init
     again, text = run(recipe_for(synth_folder, max_steps=6), out, init=exported)
     assert "ignored" in text and "Resuming from step 5" in text and again == out / "step-00000006.pt"
+
+
+def test_a_fine_tune_inherits_its_parents_inference_defaults(tmp_path, synth_folder, run_main):
+    """An exported parent with non-default inference defaults: the fine-tuned checkpoints
+    carry the same defaults (marked as inherited, through a resume too), so inference on
+    them resolves the same plan as on the parent, and `vocode` says where they came from."""
+    run(recipe_for(synth_folder, max_steps=2), tmp_path / "base")
+    base = load_checkpoint(tmp_path / "base" / "step-00000002.pt")
+    found = SearchedSchedule((2e-4, 0.05, 0.4), "ddim", 0.25, "logmel", 0.5, 3, gain_adjust=True)
+    defaults = base.defaults.with_schedules({3: found}).with_settings(steps=3, gain_adjust=True, refine=2)
+    parent = export_inference_copy(base.with_defaults(defaults), tmp_path / "parent.pt")
+    last, text = run(recipe_for(synth_folder, max_steps=3), tmp_path / "tuned", init=parent)
+    assert f"defaults inherited from {parent}" in text
+    tuned = load_checkpoint(last).defaults
+    assert (tuned.steps, tuned.gain_adjust, tuned.refine) == (3, True, 2) and tuned.inherited_from == str(parent)
+    assert tuned.schedules == {3: dataclasses.replace(found, inherited_from=str(parent))}
+    plan = Vocoder.from_checkpoint(last).plan()
+    assert plan == Vocoder.from_checkpoint(parent).plan()
+    assert (plan.steps, plan.sampler, plan.eta, plan.gain_adjust, plan.refine) == (3, "ddim", 0.25, True, 2)
+    resumed, _ = run(recipe_for(synth_folder, max_steps=4), tmp_path / "tuned")
+    assert load_checkpoint(resumed).defaults == tuned
+    clip = tmp_path / "in.wav"
+    sf.write(clip, sf.read(sorted(synth_folder.glob("*.wav"))[0])[0][:8192], 22050)
+    voc = run_main("vocode", "-c", resumed, clip, "-o", tmp_path / "out.wav")
+    first = " ".join(voc.stderr.split())
+    assert voc.returncode == 0 and f"defaults inherited from {parent}" in first and "3 steps, searched schedule" in first
+    # a training run from scratch carries none, and says so
+    scratch = run_main("vocode", "-c", tmp_path / "base" / "step-00000002.pt", clip, "-o", tmp_path / "raw.wav")
+    assert "no inference defaults in the checkpoint" in " ".join(scratch.stderr.split())
 
 
 def test_init_refuses_another_model(tmp_path, synth_folder):
@@ -179,7 +211,7 @@ def test_unconditional_training_generates_samples(tmp_path, synth_folder):
     recipe = recipe_for(synth_folder, "model.conditional=false", max_steps=2, validate_every=2,
                         validate_seconds=0.25)
     last, _ = run(recipe, tmp_path)
-    assert load_checkpoint(last)["recipe_obj"].model.conditional is False
+    assert load_checkpoint(last).recipe.model.conditional is False
     info = sf.info(tmp_path / "samples" / "step-00000002.wav")
     assert info.frames == round(0.25 * 22050)
 
@@ -224,7 +256,7 @@ def test_sigterm_to_the_process_group_saves_without_traceback(tmp_path, synth_fo
     assert proc.returncode == 130, err
     assert "Interrupted: saving step" in err and "Traceback" not in err and "RuntimeError" not in err, err
     saved = sorted(out.glob("step-*.pt"))
-    assert len(saved) == 1 and load_checkpoint(saved[0])["step"] >= 1
+    assert len(saved) == 1 and load_checkpoint(saved[0]).step >= 1
 
 
 def _thread_failure(filename: str, exc: BaseException):

@@ -25,6 +25,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from audiodiff.atomic import atomic_path
 from audiodiff.data.cache import attach_cache
 from audiodiff.data.scan import PROBLEMS, FileScan, scan_files
 from audiodiff.data.sources import Clip, SourceFile, data_root, list_files, split_clips
@@ -219,8 +220,8 @@ def prepare_training_data(recipe: Recipe, out_dir: str | Path, warn: Callable[[s
     for scan, reason in skipped[:WARN_LIMIT]:
         warn(f"skipping {scan.path}: {reason}")
     if skipped:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "skipped.txt").write_text("".join(f"{s.path}\t{r}\n" for s, r in skipped), encoding="utf-8")
+        with atomic_path(out / "skipped.txt") as tmp:
+            tmp.write_text("".join(f"{s.path}\t{r}\n" for s, r in skipped), encoding="utf-8")
         more = f", {len(skipped) - WARN_LIMIT} of them not named above" if len(skipped) > WARN_LIMIT else ""
         warn(f"skipped {len(skipped)} of {len(survey.scans)} files ({', '.join(survey.skip_reasons())}){more}; "
              f"all listed in {out / 'skipped.txt'}")

@@ -94,15 +94,16 @@ def measure(cfg: dict, log: Callable[[str], None] = lambda _m: None) -> dict:
         u = torch.rand(audio.n_mels, frames, generator=g)
         mel = u * 10 - 9 if audio.compression == "ln" else 0.2 + 0.6 * u  # inside the preset's range
 
-        consistency = dict(gain_adjust=cfg.get("gain_adjust"), refine=cfg.get("refine"))
+        plan = model.plan(steps=steps, gain_adjust=cfg.get("gain_adjust"), refine=cfg.get("refine"))
 
         def run(i: int):
-            return model.vocode(mel, steps=steps, seed=i, **consistency)
+            return model.vocode(mel, plan, seed=i)
     else:
         task = "sample"
+        plan = model.plan(steps=steps)
 
         def run(i: int):
-            return model.generate(cfg["seconds"], count=1, steps=steps, seed=i)[0]
+            return model.generate(cfg["seconds"], count=1, plan=plan, seed=i)[0]
     model_rss = _peak_rss_gib()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -127,7 +128,7 @@ def measure(cfg: dict, log: Callable[[str], None] = lambda _m: None) -> dict:
                   output_finite=bool(torch.isfinite(wav).all()),
                   n_params=sum(p.numel() for p in model.network.parameters()))
     if isinstance(model, Vocoder):
-        result.update(zip(("gain_adjust", "refine"), model.consistency_settings(**consistency)))
+        result.update(gain_adjust=plan.gain_adjust, refine=plan.refine)
     if device.type == "cuda":
         result["cuda_peak_gib"] = round(torch.cuda.max_memory_allocated(device) / 2 ** 30, 3)
     return result
@@ -164,7 +165,7 @@ def run_bench(*, checkpoint: str | Path | None = None, recipe: str | Path | None
     if not steps or min(steps) < 1:
         raise AudiodiffError("--steps: step counts must be integers >= 1")
     dev = resolve_device(device)
-    parsed = (load_checkpoint(checkpoint)["recipe_obj"] if checkpoint is not None
+    parsed = (load_checkpoint(checkpoint).recipe if checkpoint is not None
               else load_recipe(recipe, list(overrides)))
     check_options(gain_adjust, refine, parsed.model.conditional, str(checkpoint or recipe))
     base = dict(checkpoint=None if checkpoint is None else str(Path(checkpoint).resolve()),

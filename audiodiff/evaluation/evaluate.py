@@ -130,15 +130,15 @@ def evaluate(checkpoint: str | Path, references: Sequence[str | Path], out_dir: 
     data = load_checkpoint(checkpoint)
     files = collect_audio(references)
     require_eval_extra()
-    sr = data["recipe_obj"].audio.sample_rate
+    sr = data.recipe.audio.sample_rate
     clips = [load_audio(f, sr) for f in files]  # read all first: a bad file fails before any work
     out_dir = Path(out_dir)
-    meta = dict(checkpoint=str(checkpoint), step=int(data["step"]), sample_rate=sr,
-                preset=data["recipe_obj"].audio.preset, seed=seed, sampler=sampler, device=str(device),
+    meta = dict(checkpoint=str(checkpoint), step=int(data.step), sample_rate=sr,
+                preset=data.recipe.audio.preset, seed=seed, sampler=sampler, device=str(device),
                 torch_version=torch.__version__, timestamp=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 references=[str(f) for f in files])
-    check_options(gain_adjust, refine, data["recipe_obj"].model.conditional, str(checkpoint))
-    if data["recipe_obj"].model.conditional:
+    check_options(gain_adjust, refine, data.recipe.model.conditional, str(checkpoint))
+    if data.recipe.model.conditional:
         consistency = dict(gain_adjust=gain_adjust, refine=refine)
         result = _evaluate_vocoder(data, checkpoint, files, clips, out_dir, steps or DEFAULT_VOCODER_STEPS,
                                    seed, device, sampler, meta, log, consistency)
@@ -166,7 +166,8 @@ def _evaluate_vocoder(data, checkpoint, files, clips, out_dir, steps, seed, devi
     dnsmos = DnsmosScorer()
     # one short untimed vocode first, so that the first timed one does not pay for the
     # allocator's and the kernels' first use (`compute_s`/`rtf` are indicative; bench measures speed)
-    vocoder.vocode(vocoder.mel(clips[0][:sr]).cpu(), steps=1, sampler=sampler, seed=seed, **consistency)
+    plans = {n: vocoder.plan(steps=n, sampler=sampler, **consistency) for n in steps}
+    vocoder.vocode(vocoder.mel(clips[0][:sr]).cpu(), vocoder.plan(steps=1, sampler=sampler, **consistency), seed=seed)
     for path, name, wav in zip(files, names, clips):
         audio_s = len(wav) / sr
         log(f"{path} ({audio_s:.2f} s)")
@@ -190,10 +191,10 @@ def _evaluate_vocoder(data, checkpoint, files, clips, out_dir, steps, seed, devi
         keep(BAND_GRIFFIN_LIM, None, band, time.perf_counter() - t0)
         for n in steps:
             t0 = time.perf_counter()
-            out = vocoder.vocode(mel, steps=n, sampler=sampler, seed=seed, name=str(path), **consistency)[:len(wav)]
+            out = vocoder.vocode(mel, plans[n], seed=seed, name=str(path))[:len(wav)]
             keep(MODEL, n, out, time.perf_counter() - t0)
     meta.update(kind="vocoder", steps=list(steps), files=len(files),
-                sampling={str(n): vocoder.describe_sampling(n, sampler, **consistency) for n in steps})
+                sampling={str(n): plans[n].describe() for n in steps})
     return EvalResult("vocoder", out_dir, VOCODER_METRICS, rows, _means(rows, VOCODER_METRICS), meta, names)
 
 
@@ -230,7 +231,7 @@ def _evaluate_generator(data, checkpoint, files, clips, out_dir, steps, seed, de
         seconds = min(10.0, max(0.25, statistics.median(len(c) / sr for c in clips)))
     if seconds <= 0:
         raise AudiodiffError("--seconds must be positive")
-    steps = list(steps or [generator.default_steps])
+    steps = list(steps or [generator.plan().steps])
     log(f"{len(clips)} reference clips; generating {count} x {seconds:.2f} s at {', '.join(map(str, steps))} steps")
     reference = set_features(clips, cfg)
     names = _unique_names(files)

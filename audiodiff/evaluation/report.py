@@ -147,7 +147,7 @@ def write_report(result: EvalResult, config: AudioConfig | None = None) -> Path:
     if config is None:
         from audiodiff.checkpoint import load_checkpoint
 
-        config = load_checkpoint(result.meta["checkpoint"])["recipe_obj"].audio
+        config = load_checkpoint(result.meta["checkpoint"]).recipe.audio
     labels = {m.key: m.label for m in result.metrics}
     body = []
     meta = result.meta

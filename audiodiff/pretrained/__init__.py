@@ -55,6 +55,27 @@ def default_checkpoint(kind: str) -> Path:
     return path
 
 
+def resolve_checkpoint(name_or_path: str | Path) -> Path:
+    """The checkpoint a command-line argument means: an existing file, else a shipped
+    model's name ('vocoder', 'generator'). CheckpointError naming the argument otherwise."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    if str(name_or_path) in KINDS:
+        return default_checkpoint(str(name_or_path))
+    raise CheckpointError(f"{path}: checkpoint not found (or name a shipped model: {', '.join(KINDS)})")
+
+
+def model_name(path: str | Path) -> str:
+    """A short name for a checkpoint: a shipped default's card name ('kathleen-12x32-infer'),
+    else the path as given."""
+    for kind, shipped in DEFAULTS.items():
+        card = model_card(kind) if shipped.is_file() and Path(path).resolve() == shipped.resolve() else None
+        if card:
+            return card.name
+    return str(path)
+
+
 def model_card(kind: str) -> ModelCard | None:
     """The card of the shipped default `kind`, or None if there is none."""
     path = HERE / f"{kind}.toml"
