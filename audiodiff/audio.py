@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import librosa
@@ -384,3 +385,22 @@ def save_mel(path: str | Path, mel: torch.Tensor | np.ndarray) -> Path:
         else:
             torch.save(array.clone(), tmp)
     return path
+
+
+def collect_files(paths: Sequence[str | Path], suffixes: Sequence[str] = AUDIO_SUFFIXES,
+                  what: str = "audio files") -> list[Path]:
+    """The input files a command line names: files as given, each folder expanded to the
+    files below it whose suffix is one of `suffixes` (sorted). AudioError (one line naming
+    the path) for a missing path or a folder with none of `what`, before any is read."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in suffixes)
+            if not found:
+                raise AudioError(f"{p}: no {what} ({', '.join(suffixes)}) in this folder")
+            out.extend(found)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise AudioError(f"{p}: file not found")
+    return out

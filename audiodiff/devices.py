@@ -6,9 +6,27 @@ all of them.
 """
 from __future__ import annotations
 
+import re
+
 import torch
 
 from audiodiff.errors import AudiodiffError
+
+#: What `--device` takes, as help shows it: `cuda:N` stands for a GPU's index.
+DEVICE_CHOICES = ("cpu", "cuda", "cuda:N", "auto")
+
+
+def is_device_name(name: str) -> bool:
+    """Is `name` one of DEVICE_CHOICES (cuda:N with N a GPU's index)? Whether that device
+    is there is `resolve_device`'s to say, when the model is placed."""
+    return re.fullmatch(r"cpu|auto|cuda(:\d+)?", name) is not None
+
+
+def check_device_name(name: str) -> str:
+    """`name` if `is_device_name`, else a one-line error naming `--device` and the choices."""
+    if not is_device_name(name):
+        raise AudiodiffError(f"--device {name!r}: choose one of {', '.join(DEVICE_CHOICES)}")
+    return name
 
 
 def check_threads(threads: int | None) -> None:

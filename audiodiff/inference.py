@@ -33,6 +33,7 @@ from audiodiff.diffusion import Schedule
 from audiodiff.errors import AudiodiffError, CheckpointError
 from audiodiff.inference_defaults import InferenceDefaults
 from audiodiff.memory import check_sample_memory
+from audiodiff.model_info import model_line
 from audiodiff.networks import build_network
 from audiodiff.precision import autocast, check_precision
 from audiodiff.prior import noise_std
@@ -180,6 +181,12 @@ class _Model:
     def sample_rate(self) -> int:
         return self.recipe.audio.sample_rate
 
+    def describe(self, plan: SamplingPlan | None = None) -> str:
+        """The 'Model: ...' line the CLI prints first: this model, its device and precision,
+        `plan` if given, and where its inference defaults come from (model_info.model_line)."""
+        return model_line(self.source, self.recipe, self.step, self.defaults, plan=plan, device=self.device,
+                          precision=self.precision)
+
     def plan(self, steps: int | None = None, sampler: str | None = None, eta: float | None = None,
              schedule: Schedule | None = None, gain_adjust: bool | None = None,
              refine: int | None = None) -> SamplingPlan:
@@ -293,8 +300,8 @@ class Generator(_Model):
         return self._sample(plan, count, length, noise_generator(seed, generator), on_step)
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> Vocoder | Generator:
+def load_model(path: str | Path, device: str | torch.device = "cpu", precision: str = "fp32") -> Vocoder | Generator:
     """A Vocoder or a Generator, whichever the checkpoint holds."""
     checkpoint = load_checkpoint(path)
     cls = Vocoder if checkpoint.recipe.model.conditional else Generator
-    return cls.from_checkpoint_data(checkpoint, str(path), device)
+    return cls.from_checkpoint_data(checkpoint, str(path), device, precision=precision)

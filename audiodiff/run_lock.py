@@ -83,7 +83,7 @@ def lock_run_folder(folder: str | Path) -> RunLock:
         if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             raise RunFolderLocked(
                 f"{folder}: another training is writing to this run folder ({holder}); wait for it to end "
-                f"or stop it, or train into another --out") from None
+                f"or stop it, or train into another --out-dir") from None
         return RunLock(path, None)  # a file system without locks (ENOLCK, EINVAL): go on unlocked
     with contextlib.suppress(OSError):
         os.ftruncate(fd, 0)

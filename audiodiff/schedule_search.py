@@ -24,7 +24,12 @@ chose its 6 iterations by grid search). For each step count the search:
 Every candidate is scored with the same noise (one seed), so differences between
 candidates are the schedule's, not the noise's. Scores are means over the clips.
 
-Guard metrics (`--guard logmel`): fewer steps should not buy one metric at the cost of
+Metrics are `audiodiff eval`'s paired metrics, by the same keys and with the same
+direction (`evaluation.metrics.PAIR_METRICS`: pesq_wb, log_mel, mr_stft, mcd_db, stoi,
+f0_rmse_cents, vuv_error); the short names of earlier versions (pesq, logmel, mrstft)
+are still accepted (`resolve_metric`).
+
+Guard metrics (`--guard log_mel`): fewer steps should not buy one metric at the cost of
 another. With guards, every candidate is also scored by them, and one that is at least
 as good as the recipe's fast schedule (lmnt's 6 steps, DDPM) on every guard beats one
 that is not; among candidates alike in that, the metric decides. (At 4 steps the
@@ -37,19 +42,24 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from audiodiff.atomic import check_writable
+from audiodiff.audio import load_audio
+from audiodiff.checkpoint import Checkpoint, load_checkpoint, save_searched_copy
 from audiodiff.diffusion import Schedule, inference_schedule, subsampled, training_schedule
 from audiodiff.errors import AudiodiffError
-from audiodiff.evaluation.metrics import finite_mean, log_mel_distance, mr_stft_distance, pesq_wb, to_metric_rate
+from audiodiff.evaluation.evaluate import collect_audio, parse_steps
+from audiodiff.evaluation.metrics import PAIR_METRICS, Metric, PairScorer, finite_mean
 from audiodiff.inference import Vocoder
-from audiodiff.searched_schedule import GuardScore, SearchedSchedule
+from audiodiff.searched_schedule import LEGACY_METRIC_NAMES, GuardScore, SearchedSchedule
 
-#: name -> (higher is better?, description)
-METRICS = {"pesq": (True, "PESQ wideband"), "logmel": (False, "log-mel distance"),
-           "mrstft": (False, "multi-resolution STFT distance")}
+#: What a search ranks by (`--metric`) and guards with (`--guard`): eval's paired metrics, by key.
+METRICS: dict[str, Metric] = {m.key: m for m in PAIR_METRICS}
+DEFAULT_METRIC = "pesq_wb"
 GRID_FIRST = (1e-5, 1e-4, 1e-3)   # beta at the least noisy step: its noise is what the output keeps
 GRID_LAST = (0.1, 0.2, 0.35, 0.5, 0.7)  # beta at the noisiest step
 DDIM_ETAS = (0.0, 0.5, 1.0)
@@ -96,10 +106,14 @@ class StepResult:
         return all(g.met for g in self.best.guard)
 
 
-def check_metric(name: str, option: str) -> None:
-    """A one-line error naming `option` unless `name` is one of METRICS."""
-    if name not in METRICS:
+def resolve_metric(name: str, option: str = "--metric") -> str:
+    """The key of the metric `name` means: a key of METRICS, or a legacy short name
+    (pesq, logmel, mrstft: LEGACY_METRIC_NAMES) renamed. A one-line error naming
+    `option` for anything else."""
+    key = LEGACY_METRIC_NAMES.get(name, name)
+    if key not in METRICS:
         raise AudiodiffError(f"{option} {name!r}: choose one of {', '.join(METRICS)}")
+    return key
 
 
 def _better(metric: str, a: float, b: float) -> bool:
@@ -108,13 +122,14 @@ def _better(metric: str, a: float, b: float) -> bool:
         return False
     if not math.isfinite(b):
         return True
-    return a > b if METRICS[metric][0] else a < b
+    return a > b if METRICS[metric].better == "higher" else a < b
 
 
 class ClipScorer:
     """Vocodes the clips' mels with a candidate and scores the result against the clips.
 
     clips: waveforms [samples] at the vocoder's rate; their mels are computed once.
+    `metric` and `guard`: keys of METRICS (legacy short names are renamed).
     `gain_adjust` as in `Vocoder.vocode` (None: the checkpoint's setting); never
     refinement: the search ranks schedules, and refinement would blur their differences.
     `guard`: metrics a candidate must not lose on against the recipe's fast schedule
@@ -126,17 +141,16 @@ class ClipScorer:
 
     def __init__(self, vocoder: Vocoder, clips: Sequence[torch.Tensor], metric: str, seed: int = 0,
                  gain_adjust: bool | None = None, guard: Sequence[str] = ()):
-        check_metric(metric, "--metric")
-        for name in guard:
-            check_metric(name, "--guard")
+        metric = resolve_metric(metric, "--metric")
+        guard = [resolve_metric(name, "--guard") for name in guard]
         self.vocoder, self.metric, self.seed = vocoder, metric, seed
         self.guard = tuple(g for g in dict.fromkeys(guard) if g != metric)
         self.gain_adjust = vocoder.plan(gain_adjust=gain_adjust).gain_adjust  # resolved: recorded with the result
-        self.higher_is_better = METRICS[metric][0]
+        self.higher_is_better = METRICS[metric].better == "higher"
         self.clips = [torch.as_tensor(c, dtype=torch.float32).reshape(-1) for c in clips]
         self.mels = [vocoder.mel(c).cpu() for c in self.clips]
-        sr = vocoder.sample_rate
-        self.refs_16k = [to_metric_rate(c, sr) for c in self.clips] if "pesq" in (metric, *self.guard) else None
+        self.pairs = [PairScorer(c, vocoder.sample_rate, vocoder.recipe.audio, keys=(metric, *self.guard))
+                      for c in self.clips]  # each clip's side of the metrics, computed once
         self._bounds: Scores | None = None
         self._scored: dict[Candidate, Scores] = {}
 
@@ -153,19 +167,12 @@ class ClipScorer:
         values: dict[str, list[float]] = {name: [] for name in names}
         plan = self.vocoder.plan(schedule=Schedule.from_betas(candidate.betas), sampler=candidate.sampler,
                                  eta=candidate.eta, gain_adjust=self.gain_adjust, refine=0)
-        for i, (clip, mel) in enumerate(zip(self.clips, self.mels)):
-            out = self.vocoder.vocode(mel, plan, seed=self.seed)[:clip.shape[-1]]
+        for clip, mel, pair in zip(self.clips, self.mels, self.pairs):
+            scores = pair.score(self.vocoder.vocode(mel, plan, seed=self.seed)[:clip.shape[-1]])
             for name in names:
-                values[name].append(self._one(name, i, clip, out))
+                values[name].append(scores[name])
         self._scored[candidate] = {name: finite_mean(v) for name, v in values.items()}
         return self._scored[candidate]
-
-    def _one(self, metric: str, i: int, clip: torch.Tensor, out: torch.Tensor) -> float:
-        if metric == "pesq":
-            return pesq_wb(self.refs_16k[i], to_metric_rate(out, self.vocoder.sample_rate))
-        if metric == "logmel":
-            return log_mel_distance(clip, out, self.vocoder.recipe.audio)
-        return mr_stft_distance(clip, out)
 
     def better(self, a: float, b: float) -> bool:
         """Is score a (by the metric) strictly better than b (NaN is never better)?"""
@@ -330,3 +337,72 @@ def search(scorer: ClipScorer, step_counts: Sequence[int], budget_s: float, seed
 
         results.append(search_steps(scorer, n, share, seed=seed, on_progress=report))
     return results
+
+
+@dataclass
+class SearchJob:
+    """A schedule search with every input checked and loaded (`prepare_search`), ready
+    to `run`: the scorer (the vocoder and the clips), the step counts, the budget and
+    the checkpoint to write."""
+    checkpoint: Checkpoint
+    source: Path
+    target: Path
+    files: list[Path]
+    counts: list[int]
+    budget_s: float
+    scorer: ClipScorer
+    seed: int = 0
+    default_steps: int | None = None
+
+    @property
+    def vocoder(self) -> Vocoder:
+        return self.scorer.vocoder
+
+    @property
+    def mode(self) -> str:
+        return "with mel gain adjustment" if self.scorer.gain_adjust else "raw (no gain adjustment)"
+
+    def describe(self) -> str:
+        """'Searching 2,3 steps on 5 clip(s) by PESQ-WB (pesq_wb), guard log_mel (...), ... budget 10 min'."""
+        metric = METRICS[self.scorer.metric]
+        guarded = (f", guard {', '.join(self.scorer.guard)} (no worse than the fast schedule)"
+                   if self.scorer.guard else "")
+        return (f"Searching {','.join(map(str, self.counts))} steps on {len(self.files)} clip(s) by "
+                f"{metric.label} ({metric.key}){guarded}, {self.mode}, budget {self.budget_s / 60:g} min")
+
+    def run(self, on_progress: Progress | None = None) -> list[StepResult]:
+        """Search every step count, then write the checkpoint with the schedules found
+        (atomically; the step counts not searched again are kept)."""
+        results = search(self.scorer, self.counts, self.budget_s, seed=self.seed, on_progress=on_progress)
+        save_searched_copy(self.checkpoint, self.target, {r.steps: r.best for r in results}, self.default_steps)
+        return results
+
+
+def prepare_search(checkpoint: str | Path, clips: Sequence[str | Path], *, steps: str | Sequence[int] = "2,3,4,6",
+                   metric: str = DEFAULT_METRIC, guard: Sequence[str] = (), budget_minutes: float = 10.0,
+                   output: str | Path | None = None, overwrite: bool = False, default_steps: int | None = None,
+                   device: str = "auto", seed: int = 0, gain_adjust: bool | None = None) -> SearchJob:
+    """Check every input of `audiodiff schedule search` before any work, then load the
+    vocoder and the clips. One-line errors for: an unknown metric or guard, an output
+    that is the input checkpoint (without `overwrite`) or cannot be written, bad step
+    counts, a `default_steps` not searched, a missing clip or an empty folder, a bad
+    checkpoint, unreadable audio. `output` defaults to CKPT-STEM.searched.pt beside it."""
+    checkpoint = Path(checkpoint)
+    metric = resolve_metric(metric, "--metric")
+    guards = [resolve_metric(name, "--guard") for name in guard]
+    target = Path(output) if output is not None else checkpoint.with_name(f"{checkpoint.stem}.searched.pt")
+    if target.resolve() == checkpoint.resolve() and not overwrite:
+        raise AudiodiffError(f"-o {target} is the input checkpoint; pass --overwrite to replace it")
+    check_writable(target.parent)
+    counts = parse_steps(steps)
+    if default_steps is not None and default_steps not in counts:
+        raise AudiodiffError(f"--default-steps {default_steps} is not one of the searched --steps "
+                             f"{','.join(map(str, counts))}")
+    if budget_minutes < 0:
+        raise AudiodiffError(f"--budget-minutes {budget_minutes:g}: must be >= 0")
+    files = collect_audio(clips)
+    data = load_checkpoint(checkpoint)
+    vocoder = Vocoder.from_checkpoint_data(data, str(checkpoint), device)
+    audio = [load_audio(f, vocoder.sample_rate) for f in files]
+    scorer = ClipScorer(vocoder, audio, metric, seed=seed, gain_adjust=gain_adjust, guard=guards)
+    return SearchJob(data, checkpoint, target, files, counts, budget_minutes * 60, scorer, seed, default_steps)

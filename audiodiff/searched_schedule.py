@@ -12,6 +12,17 @@ from dataclasses import dataclass
 from audiodiff.diffusion import Schedule
 from audiodiff.samplers import SAMPLERS
 
+#: The short metric names of checkpoints searched before the names were unified with
+#: `audiodiff eval`'s, and the key (`evaluation.metrics.PAIR_METRICS`) each now reads as.
+#: The records below rename them when made, so older checkpoints load with the new names;
+#: `schedule search --metric/--guard` still accepts them, with a deprecation note.
+LEGACY_METRIC_NAMES = {"pesq": "pesq_wb", "logmel": "log_mel", "mrstft": "mr_stft"}
+
+
+def current_metric_name(name: str) -> str:
+    """A metric's key as `audiodiff eval` names it: a legacy name renamed, any other as given."""
+    return LEGACY_METRIC_NAMES.get(name, name)
+
 
 @dataclass(frozen=True)
 class SearchedSchedule:
@@ -22,7 +33,9 @@ class SearchedSchedule:
     score on the search clips, how many clips that was, and whether the vocoder ran
     with mel gain adjustment while scoring (None: not recorded, as in checkpoints
     searched before it was), and the `--guard` metrics it was held to (empty: none, or
-    searched before guards were recorded). `inherited_from` names the model it was
+    searched before guards were recorded). Metric names are `audiodiff eval`'s keys
+    (pesq_wb, log_mel, ...): the legacy pesq, logmel, mrstft of older checkpoints are
+    renamed when the record is made (LEGACY_METRIC_NAMES). `inherited_from` names the model it was
     searched on when a fine-tune took it over from its parent (None: searched on this
     model's weights).
     """
@@ -37,6 +50,7 @@ class SearchedSchedule:
     inherited_from: str | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "metric", current_metric_name(self.metric))
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler {self.sampler!r} is not one of {', '.join(SAMPLERS)}")
         if not 0.0 <= self.eta <= 1.0:
@@ -48,7 +62,7 @@ class SearchedSchedule:
         return Schedule.from_betas(self.betas)
 
     def describe_score(self) -> str:
-        """'pesq 1.889 on 5 clips, with gain adjustment': what the score was measured on."""
+        """'pesq_wb 1.889 on 5 clips, with gain adjustment': what the score was measured on."""
         how = {True: ", with gain adjustment", False: ", raw", None: ""}[self.gain_adjust]
         guards = "".join(f", {g.describe()}" for g in self.guard)
         origin = f", inherited from {self.inherited_from}" if self.inherited_from else ""
@@ -95,14 +109,17 @@ class SearchedSchedule:
 class GuardScore:
     """A searched schedule's mean score by one `--guard` metric on the search clips, the
     bound it was held to (the recipe's fast schedule's score on the same clips), and
-    whether it met it (no worse than the bound)."""
+    whether it met it (no worse than the bound). A legacy metric name is renamed."""
     metric: str
     score: float
     bound: float
     met: bool
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "metric", current_metric_name(self.metric))
+
     def describe(self) -> str:
-        """'guard logmel 0.2105 (fast schedule 0.2175, met)'."""
+        """'guard log_mel 0.2105 (fast schedule 0.2175, met)'."""
         return f"guard {self.metric} {self.score:.4f} (fast schedule {self.bound:.4f}, {'met' if self.met else 'not met'})"
 
     def to_dict(self) -> dict:

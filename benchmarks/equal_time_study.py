@@ -48,7 +48,7 @@ REPORT_FIRST = 5  # the split's first 5 validation clips are for schedule search
 
 def _train_command(arm: str, run: Path, *extra: str) -> list[str]:
     recipe, sets = ARMS[arm]
-    command = [sys.executable, "-m", "audiodiff", "train", recipe, "--out", str(run)]
+    command = [sys.executable, "-m", "audiodiff", "train", recipe, "--out-dir", str(run)]
     for item in (f"data.root={KATHLEEN}", *sets, *extra):
         command += ["--set", item]
     return command
@@ -115,7 +115,7 @@ def evaluate(runs: Path) -> None:
         for mode in ("raw", "gain"):
             flag = "--no-gain-adjust" if mode == "raw" else "--gain-adjust"
             subprocess.run([sys.executable, "-m", "audiodiff", "eval", "-c", str(ckpt), *clips, "--steps", STEPS,
-                            flag, "--out", str(runs / f"eval-{arm}-{mode}")], cwd=REPO, check=True)
+                            flag, "--out-dir", str(runs / f"eval-{arm}-{mode}")], cwd=REPO, check=True)
 
 
 COLUMNS = (("pesq_wb", "PESQ-wb"), ("stoi", "STOI"), ("log_mel", "log-mel"), ("dnsmos_ovrl", "DNSMOS OVRL"))

@@ -8,7 +8,7 @@ random mel of `--seconds` of audio. Each step count runs in a fresh subprocess s
 peak RSS (ru_maxrss) is its own. Same protocol as ../shared/bench/lmnt_diffwave_rtf.py
 (lmnt's DiffWave 0.1.7, base size, 10 s, 6 or 50 steps), so the two compare as a ratio.
 
-    python benchmarks/vocode_rtf.py --steps 6,50 --runs 3 --threads 2 --json bench-results/audiodiff.json
+    python benchmarks/vocode_rtf.py --steps 6,50 --runs 3 --threads 2 -o bench-results/audiodiff.json
 """
 from __future__ import annotations
 
@@ -30,12 +30,13 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=0, help="chunk size in samples (0: the library default)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--json", default=None)
+    ap.add_argument("-o", "--output", "--json", dest="output", default=None,
+                    help="write the results as JSON here (--json: the old name)")
     args = ap.parse_args()
     try:
         doc = run_bench(recipe=args.recipe, steps=[int(s) for s in args.steps.split(",")], seconds=args.seconds,
                         runs=args.runs, warmup=args.warmup, threads=args.threads, device=args.device,
-                        seed=args.seed, chunk=args.chunk, json_path=args.json,
+                        seed=args.seed, chunk=args.chunk, json_path=args.output,
                         log=lambda m: print(m, file=sys.stderr, flush=True))
     except AudiodiffError as exc:
         raise SystemExit(f"error: {exc}") from None
@@ -45,8 +46,8 @@ def main() -> None:
     print(f"{'steps':>5} {'runs':>4} {'median s':>9} {'RTF':>7} {'peak RSS GiB':>13}")
     for r in results:
         print(f"{r['steps']:>5} {r['runs']:>4} {r['median_s']:>9.2f} {r['rtf']:>7.3f} {r['peak_rss_gib']:>13.3f}")
-    if args.json:
-        print(f"wrote {args.json}")
+    if args.output:
+        print(f"wrote {args.output}")
 
 
 if __name__ == "__main__":

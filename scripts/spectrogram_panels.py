@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--start", type=float, default=0.0, help="seconds")
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--fmax", type=float, default=4000.0, help="Hz shown")
-    parser.add_argument("-o", "--out", type=Path, required=True)
+    parser.add_argument("-o", "--output", "--out", dest="output", type=Path, required=True)
     args = parser.parse_args()
     labels = args.labels or [str(f) for f in args.files]
     if len(labels) != len(args.files):
@@ -53,9 +53,9 @@ def main() -> None:
         ax.set_ylabel("kHz")
     axes[-1, 0].set_xlabel("s")
     fig.tight_layout()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=64)
-    print(f"wrote {args.out}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.output, dpi=64)
+    print(f"wrote {args.output}")
 
 
 if __name__ == "__main__":

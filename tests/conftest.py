@@ -1,5 +1,6 @@
 """Shared fixtures: paths to the repo and the real audio beside it, small synthetic audio,
-and quick recipes built from the shipped tiny recipe (audiodiff/recipes/tiny.toml)."""
+quick recipes built from the shipped tiny recipe (audiodiff/recipes/tiny.toml), and one
+tiny model trained once per session (`trained_tiny`)."""
 from __future__ import annotations
 
 import os
@@ -126,6 +127,24 @@ def train_run(recipe, out: Path, init: Path | None = None) -> tuple[Path, str]:
     log = io.StringIO()
     last = Trainer(recipe, out, device="cpu", console=Console(file=log, width=300), progress=False, init=init).run()
     return last, log.getvalue()
+
+
+#: Steps the session's trained tiny model has (its checkpoint: `step-00000002.pt`).
+TRAINED_STEPS = 2
+
+
+@pytest.fixture(scope="session")
+def trained_tiny(tmp_path_factory, synth_folder) -> Path:
+    """The run folder of the tiny vocoder trained TRAINED_STEPS steps on `synth_folder`
+    (the recipe `load_recipe(TINY, tiny_overrides(synth_folder, max_steps=2))`), trained once
+    per session for the tests that need a trained model, not a training. Read it, or copy
+    it (shutil.copytree) to resume or extend it; never write into it."""
+    from audiodiff.recipe import load_recipe
+
+    out = tmp_path_factory.mktemp("trained_tiny") / "run"
+    last, _ = train_run(load_recipe(TINY, tiny_overrides(synth_folder, max_steps=TRAINED_STEPS)), out)
+    assert last == out / f"step-{TRAINED_STEPS:08d}.pt"
+    return out
 
 
 def read_metrics(out: Path) -> list[dict]:

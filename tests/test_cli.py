@@ -48,7 +48,7 @@ def set_args(overrides: list[str]) -> list[str]:
 def trained(tmp_path_factory, synth_folder) -> Path:
     """A conditional tiny model trained for 10 steps through `audiodiff train`."""
     out = tmp_path_factory.mktemp("cli_run")
-    result = cli("train", TINY, "--out", out, "--max-steps", 10, "--device", "cpu",
+    result = cli("train", TINY, "--out-dir", out, "--max-steps", 10, "--device", "cpu",
                  *set_args(tiny_overrides(synth_folder, checkpoint_every=5, log_every=5)))
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
@@ -61,7 +61,7 @@ def trained(tmp_path_factory, synth_folder) -> Path:
 def unconditional(tmp_path_factory, synth_folder) -> Path:
     """An unconditional tiny model trained for 3 steps through `audiodiff train`."""
     out = tmp_path_factory.mktemp("cli_uncond")
-    result = cli("train", TINY, "--out", out, "--max-steps", 3, "--device", "cpu", "--set", "model.conditional=false",
+    result = cli("train", TINY, "--out-dir", out, "--max-steps", 3, "--device", "cpu", "--set", "model.conditional=false",
                  *set_args(tiny_overrides(synth_folder)))
     assert result.returncode == 0, result.stderr
     return out / "step-00000003.pt"
@@ -138,9 +138,9 @@ def test_threads_option_limits_torch_and_rejects_zero(tmp_path, trained, uncondi
         torch.set_num_threads(before)
     bad = {"vocode": ("vocode", tmp_path / "in.wav", "-c", trained, "-o", tmp_path / "bad.wav"),
            "sample": ("sample", "--seconds", 0.2, "-c", unconditional, "-o", tmp_path / "bad.wav"),
-           "eval": ("eval", tmp_path / "in.wav", "-c", trained, "--out", tmp_path / "bad"),
-           "search": ("schedule", "search", tmp_path / "in.wav", "-c", trained, "--out", tmp_path / "bad.pt"),
-           "bench": ("bench", "-c", trained, "--json", tmp_path / "bad.json")}
+           "eval": ("eval", tmp_path / "in.wav", "-c", trained, "--out-dir", tmp_path / "bad"),
+           "search": ("schedule", "search", tmp_path / "in.wav", "-c", trained, "-o", tmp_path / "bad.pt"),
+           "bench": ("bench", "-c", trained, "-o", tmp_path / "bad.json")}
     for name, args in bad.items():
         result = run_main(*args, "--threads", 0, "--device", "cpu")
         assert result.returncode == 2, name
@@ -229,12 +229,12 @@ def test_model_kind_mismatch(tmp_path, trained, unconditional, run_main):
 def test_bad_recipe_key(tmp_path, synth_folder, run_main):
     recipe = tmp_path / "bad.toml"
     recipe.write_text(TINY.read_text().replace("batch_size = 4", "batch_sise = 4"))
-    result = run_main("train", recipe, "--out", tmp_path / "run", "--set", f"data.root={synth_folder}")
+    result = run_main("train", recipe, "--out-dir", tmp_path / "run", "--set", f"data.root={synth_folder}")
     assert_user_error(result, recipe, "train.batch_sise")
     assert not (tmp_path / "run").exists()
-    result = run_main("train", TINY, "--out", tmp_path / "run", "--set", "train.batch_size=many")
+    result = run_main("train", TINY, "--out-dir", tmp_path / "run", "--set", "train.batch_size=many")
     assert_user_error(result, "train.batch_size")
-    result = run_main("train", tmp_path / "absent.toml", "--out", tmp_path / "run")
+    result = run_main("train", tmp_path / "absent.toml", "--out-dir", tmp_path / "run")
     assert_user_error(result, tmp_path / "absent.toml")
 
 

@@ -201,7 +201,7 @@ def test_mel_options_on_an_unconditional_model_are_one_line_errors(tmp_path, run
     assert result.returncode == 2 and "apply to vocoders" in result.stderr
     ref = tmp_path / "ref.wav"
     sf.write(ref, _clip(PRESETS[0]).numpy(), SR, subtype="PCM_16")
-    result = run_main("eval", ref, "-c", ckpt, "--gain-adjust", "--out", tmp_path / "ev")
+    result = run_main("eval", ref, "-c", ckpt, "--gain-adjust", "--out-dir", tmp_path / "ev")
     assert result.returncode == 2 and message in " ".join(result.stderr.split())
     assert not (tmp_path / "ev").exists()
 

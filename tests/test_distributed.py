@@ -49,7 +49,7 @@ def _ddp_worker(rank: int, world: int, port: int, first, then, out: str, result:
             trainer = Trainer(recipe, out, console=Console(file=log, width=200), progress=False, dist=ctx)
             trainer.run()
         # the weights this rank holds in memory after the last step
-        torch.save({"model": trainer.network.state_dict(), "ema": trainer.ema.state_dict(),
+        torch.save({"model": trainer.state.network.state_dict(), "ema": trainer.state.ema.state_dict(),
                     "log": log.getvalue()}, Path(result) / f"rank{rank}.pt")
     finally:
         shutdown(ctx)
@@ -83,6 +83,7 @@ def test_one_process_without_torchrun(monkeypatch):
     shutdown(ctx)
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_with_the_same_global_batch(tmp_path, synth_folder):
     # 2 processes x 1 crop x 2 accumulation steps = a global batch of 4, trained to step 2,
     # then resumed to step 4 (as a re-run of the same torchrun command would)
@@ -118,6 +119,7 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path, synth_fold
     assert sorted(p.name for p in ddp.glob("step-*.pt")) == ["step-00000002.pt", "step-00000004.pt"]
 
 
+@pytest.mark.slow
 def test_torchrun_command_line(tmp_path, synth_folder):
     """The README's command: torchrun starts 2 processes of `audiodiff train`; rank 0 alone prints and writes."""
     out = tmp_path / "run"
@@ -125,7 +127,7 @@ def test_torchrun_command_line(tmp_path, synth_folder):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "-m", "audiodiff", "train", str(TINY), "--out", str(out), "--device", "cpu",
+         "-m", "audiodiff", "train", str(TINY), "--out-dir", str(out), "--device", "cpu",
          *[a for s in sets for a in ("--set", s)]],
         capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -1,4 +1,5 @@
-"""`audiodiff eval` end to end on tiny checkpoints trained here: tables, JSON, report."""
+"""`audiodiff eval` end to end on tiny checkpoints (the session's trained vocoder, a generator
+trained here): tables, JSON, report."""
 from __future__ import annotations
 
 import csv
@@ -34,8 +35,8 @@ def _train(out: Path, root: Path, *extra: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def vocoder_ckpt(tmp_path_factory, synth_folder) -> Path:
-    return _train(tmp_path_factory.mktemp("eval_voc"), synth_folder)
+def vocoder_ckpt(trained_tiny) -> Path:
+    return trained_tiny / "step-00000002.pt"  # the tiny vocoder, 2 steps (conftest)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +64,7 @@ def test_eval_vocoder_end_to_end(tmp_path, monkeypatch, run_main, vocoder_ckpt, 
     pytest.importorskip("matplotlib")
     out = tmp_path / "eval"
     code, stdout, stderr = run_cli(run_main, "eval", "-c", vocoder_ckpt, *references,
-                                   "--steps", "2,1", "--out", out, "--device", "cpu")
+                                   "--steps", "2,1", "--out-dir", out, "--device", "cpu")
     assert code == 0, stderr
     for word in ("reference", "Griffin-Lim", "1 steps", "2 steps", "PESQ-WB", "STOI", "MCD", "DNSMOS OVRL"):
         assert word in stdout, word
@@ -120,7 +121,7 @@ def test_eval_unconditional(tmp_path, monkeypatch, run_main, generator_ckpt, syn
     pytest.importorskip("pystoi")
     out = tmp_path / "eval_gen"
     code, stdout, stderr = run_cli(run_main, "eval", "-c", generator_ckpt, synth_folder, "-n", 2,
-                                   "--seconds", 0.5, "--steps", 2, "--out", out, "--device", "cpu")
+                                   "--seconds", 0.5, "--steps", 2, "--out-dir", out, "--device", "cpu")
     assert code == 0, stderr
     doc = json.loads((out / "results.json").read_text())
     labels = [r["label"] for r in doc["rows"]]
@@ -154,7 +155,7 @@ def test_eval_user_errors(tmp_path, monkeypatch, run_main, vocoder_ckpt, referen
         (("eval", "-c", tmp_path / "nope.pt", references[0]), "nope.pt"),
     ]
     for args, word in cases:
-        code, stdout, stderr = run_cli(run_main, *args, "--out", tmp_path / "o")
+        code, stdout, stderr = run_cli(run_main, *args, "--out-dir", tmp_path / "o")
         assert code == 2, (args, stderr)
         errors = [line for line in stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and word in errors[0] and "Traceback" not in stderr, stderr
@@ -163,7 +164,7 @@ def test_eval_user_errors(tmp_path, monkeypatch, run_main, vocoder_ckpt, referen
 
 def test_eval_without_the_extra_says_what_to_install(tmp_path, monkeypatch, run_main, vocoder_ckpt, references):
     monkeypatch.setitem(sys.modules, "pystoi", None)  # as if not installed
-    code, _, stderr = run_cli(run_main, "eval", "-c", vocoder_ckpt, references[0], "--out", tmp_path / "o")
+    code, _, stderr = run_cli(run_main, "eval", "-c", vocoder_ckpt, references[0], "--out-dir", tmp_path / "o")
     assert code == 2
     assert 'pip install "audiodiff[eval]"' in stderr and "pystoi" in stderr and "Traceback" not in stderr
     assert not (tmp_path / "o").exists()

@@ -180,11 +180,12 @@ def test_export_full_disk_one_line_no_partial_file(tmp_path, tiny_ckpt):
     assert list(out.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_training_full_disk_stops_with_one_line(tmp_path, synth_folder):
     run = tmp_path / "run"
     # the JSON files and the validation clip fit; the checkpoint (model, EMA, Adam: ~5 MB) does not
     args = [a for item in tiny_overrides(synth_folder, max_steps=2, checkpoint_every=2) for a in ("--set", item)]
-    result = cli("train", TINY, "--out", run, "--device", "cpu", "--set", "model.residual_layers=2",
+    result = cli("train", TINY, "--out-dir", run, "--device", "cpu", "--set", "model.residual_layers=2",
                  "--set", "model.residual_channels=8", *args, file_limit=300_000, cache=tmp_path / "cache")
     line = assert_one_line_error(result, run, "cannot write")
     assert "step-00000002.pt" in line, line
@@ -334,7 +335,7 @@ def test_cli_train_on_a_held_folder(tmp_path, synth_folder, run_main):
     run = tmp_path / "run"
     with lock_run_folder(run):  # a second open file of the lock: flock treats it as another holder
         args = [a for item in tiny_overrides(synth_folder) for a in ("--set", item)]
-        result = run_main("train", TINY, "--out", run, "--device", "cpu", *args)
+        result = run_main("train", TINY, "--out-dir", run, "--device", "cpu", *args)
     assert_one_line_error(result, run, f"pid {os.getpid()} ", "another training")
 
 

@@ -163,7 +163,7 @@ def test_trains_resumes_bit_identically_exports_and_searches(tmp_path, synth_fol
     assert exported_out.shape == reference.shape and torch.equal(exported_out, reference)
 
     clips = [torch.from_numpy(sine(0.3, 330.0)), torch.from_numpy(chirp(0.3, seed=1))]
-    results = search(ClipScorer(vocoder, clips, "logmel"), [2], budget_s=2.0)
+    results = search(ClipScorer(vocoder, clips, "log_mel"), [2], budget_s=2.0)
     assert [r.steps for r in results] == [2] and len(results[0].best.betas) == 2
     assert results[0].best.score <= min(results[0].baselines.values()) + 1e-9
 

@@ -101,7 +101,7 @@ def test_an_unknown_recipe_name_lists_the_shipped_ones(tmp_path):
 
 def test_train_by_name_with_data_is_training_the_recipe_file(tmp_path, run_main, synth_folder):
     out = tmp_path / "run"
-    result = run_main("train", "tiny", "--data", synth_folder, "--out", out, "--max-steps", 2, "--device", "cpu",
+    result = run_main("train", "tiny", "--data", synth_folder, "--out-dir", out, "--max-steps", 2, "--device", "cpu",
                       *quick_sets(synth_folder))
     assert result.returncode == 0, result.stderr
     trained = load_checkpoint(out / "step-00000002.pt").recipe
@@ -115,7 +115,7 @@ def test_data_check_and_bench_take_a_recipe_name(tmp_path, run_main, synth_folde
     assert str(synth_folder) in result.stdout
     target = tmp_path / "bench.json"
     result = run_main("bench", "--recipe", "tiny", "--seconds", 0.25, "--steps", "1", "--runs", 1, "--warmup", 0,
-                      "--threads", 1, "--device", "cpu", "--json", target)
+                      "--threads", 1, "--device", "cpu", "-o", target)
     assert result.returncode == 0, result.stderr
     assert json.loads(target.read_text())["meta"]["recipe"] == str((SHIPPED_DIR / "tiny.toml").resolve())
 
@@ -128,7 +128,7 @@ def test_data_and_set_data_root_together_are_refused(run_main, tmp_path):
 @pytest.mark.parametrize("command", ["train", "data check"])
 def test_a_missing_data_folder_names_it_and_says_how_to_point_elsewhere(command, tmp_path, run_main):
     missing = tmp_path / "nowhere"
-    error = user_error(run_main(*command.split(), "tiny", "--data", missing, "--out", tmp_path / "run")
+    error = user_error(run_main(*command.split(), "tiny", "--data", missing, "--out-dir", tmp_path / "run")
                        if command == "train" else run_main(*command.split(), "tiny", "--data", missing))
     assert str(missing) in error and "--data DIR" in error
 

@@ -129,7 +129,7 @@ def test_fine_tuning_the_shipped_vocoder_by_name_keeps_its_defaults(tmp_path, ru
             "train.num_workers=0", "train.validate_seconds=0.25", "train.tensorboard=false", "train.log_every=1"]
     shipped_vocoder = Vocoder.from_checkpoint(DEFAULTS["vocoder"])
     step = shipped_vocoder.step
-    result = run_main("train", "kathleen", "--data", synth_folder, "--init", "vocoder", "--out", out,
+    result = run_main("train", "kathleen", "--data", synth_folder, "--init", "vocoder", "--out-dir", out,
                       "--max-steps", step + 1, "--device", "cpu", *[x for s in sets for x in ("--set", s)])
     assert result.returncode == 0, result.stderr
     name = model_card("vocoder").name

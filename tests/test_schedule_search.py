@@ -68,12 +68,12 @@ def test_baselines_include_lmnt_fast_schedule(tiny_ckpt):
 def test_search_returns_requested_lengths_with_decreasing_levels(tiny_ckpt, clips):
     vocoder = Vocoder.from_checkpoint(tiny_ckpt)
     audio = [torch.from_numpy(sf.read(p, dtype="float32")[0]) for p in clips]
-    scorer = ClipScorer(vocoder, audio, "logmel")
+    scorer = ClipScorer(vocoder, audio, "log_mel")
     seen = []
     results = search(scorer, [3, 2], budget_s=2.0, on_progress=lambda f, line: seen.append(f))
     assert [r.steps for r in results] == [2, 3]
     for r in results:
-        assert len(r.best.betas) == r.steps and r.best.metric == "logmel" and r.best.clips == 2
+        assert len(r.best.betas) == r.steps and r.best.metric == "log_mel" and r.best.clips == 2
         assert r.best.gain_adjust is False  # the tiny checkpoint's setting, resolved and recorded
         levels = r.best.schedule.noise_levels
         assert bool((levels[1:] < levels[:-1]).all()) and bool((levels > 0).all())
@@ -92,12 +92,12 @@ class _ClockedScorer(ClipScorer):
     candidate (`cost` of a 2-step candidate, in proportion to the step count)."""
 
     def __init__(self, vocoder, clock: list[float], cost: float):
-        super().__init__(vocoder, [torch.zeros(512)], "logmel")
+        super().__init__(vocoder, [torch.zeros(512)], "log_mel")
         self.clock, self.cost, self.rng = clock, cost, np.random.default_rng(0)
 
     def score_all(self, candidate):
         self.clock[0] += self.cost * len(candidate.betas) / 2
-        return {"logmel": float(self.rng.random())}
+        return {"log_mel": float(self.rng.random())}
 
 
 def test_search_stays_within_its_budget(monkeypatch, tiny_ckpt):
@@ -117,19 +117,19 @@ class _ListingScorer(ClipScorer):
     """Records each candidate it scores; the stored schedule scores best (0), others 1."""
 
     def __init__(self, vocoder, best: Candidate):
-        super().__init__(vocoder, [torch.zeros(512)], "logmel")
+        super().__init__(vocoder, [torch.zeros(512)], "log_mel")
         self.best, self.seen = best, []
 
     def score_all(self, candidate):
         self.seen.append(candidate)
-        return {"logmel": 0.0 if candidate == self.best else 1.0}
+        return {"log_mel": 0.0 if candidate == self.best else 1.0}
 
 
 def test_search_again_starts_from_the_stored_schedule(tmp_path, tiny_ckpt):
     """A checkpoint that already stores a 3-step schedule: a search with no time to spare
     scores the three baselines and then the stored schedule, and keeps it when it is best;
     without a stored schedule only the baselines are scored."""
-    stored = SearchedSchedule((3e-5, 0.02, 0.45), "ddim", 0.6, "logmel", 0.5, 5)
+    stored = SearchedSchedule((3e-5, 0.02, 0.45), "ddim", 0.6, "log_mel", 0.5, 5)
     path = save_searched_copy(load_checkpoint(tiny_ckpt), tmp_path / "s.pt", {3: stored})
     want = Candidate((3e-5, 0.02, 0.45), "ddim", 0.6)
     scorer = _ListingScorer(Vocoder.from_checkpoint(path), want)
@@ -143,25 +143,25 @@ def test_search_again_starts_from_the_stored_schedule(tmp_path, tiny_ckpt):
 
 class _TradeScorer(ClipScorer):
     """MR-STFT guarded by log-mel, from a table: the fast (6-step) schedule scores
-    mrstft 1.0 / logmel 0.5; a 3-step schedule whose last step has beta < 5e-5 gives
+    mr_stft 1.0 / log_mel 0.5; a 3-step schedule whose last step has beta < 5e-5 gives
     0.3 / 0.4 (meets the guard); the 3-step default rule (beta 1e-4 there) the best
-    mrstft, 0.1, but logmel 0.6; anything else 0.9 / `other_logmel`. Candidates cost
+    mr_stft, 0.1, but log_mel 0.6; anything else 0.9 / `other_log_mel`. Candidates cost
     1 s of a fake clock."""
 
-    def __init__(self, vocoder, clock, guard=("logmel",), other_logmel=0.7, small_last=0.4, fast_logmel=0.5):
-        super().__init__(vocoder, [torch.zeros(512)], "mrstft", guard=guard)
-        self.clock, self.other_logmel, self.small_last = clock, other_logmel, small_last
-        self.fast_logmel = fast_logmel
+    def __init__(self, vocoder, clock, guard=("log_mel",), other_log_mel=0.7, small_last=0.4, fast_log_mel=0.5):
+        super().__init__(vocoder, [torch.zeros(512)], "mr_stft", guard=guard)
+        self.clock, self.other_log_mel, self.small_last = clock, other_log_mel, small_last
+        self.fast_log_mel = fast_log_mel
 
     def score_all(self, candidate):
         self.clock[0] += 1.0
         if len(candidate.betas) == 6:
-            return {"mrstft": 1.0, "logmel": self.fast_logmel}
+            return {"mr_stft": 1.0, "log_mel": self.fast_log_mel}
         if candidate.betas[0] < 5e-5:
-            return {"mrstft": 0.3, "logmel": self.small_last}
+            return {"mr_stft": 0.3, "log_mel": self.small_last}
         if candidate == Candidate.of(inference_schedule(self.vocoder.recipe.diffusion, 3)):
-            return {"mrstft": 0.1, "logmel": 0.6}
-        return {"mrstft": 0.9, "logmel": self.other_logmel}
+            return {"mr_stft": 0.1, "log_mel": 0.6}
+        return {"mr_stft": 0.9, "log_mel": self.other_log_mel}
 
 
 def test_guard_keeps_the_best_schedule_that_does_not_lose_to_the_fast_one(monkeypatch, tiny_ckpt):
@@ -173,31 +173,31 @@ def test_guard_keeps_the_best_schedule_that_does_not_lose_to_the_fast_one(monkey
     (plain,) = search(_TradeScorer(vocoder, clock, guard=()), [3], budget_s=30.0)
     assert plain.best.score == 0.1 and plain.guard == {} and plain.guard_met  # the metric alone: the default rule
     scorer = _TradeScorer(vocoder, clock)
-    assert scorer.bounds() == {"logmel": 0.5}
+    assert scorer.bounds() == {"log_mel": 0.5}
     (guarded,) = search(scorer, [3], budget_s=30.0)
     assert guarded.best.betas[0] == pytest.approx(2e-5) and guarded.best.score == 0.3  # the default rule's 1e-4 x 0.2
-    assert guarded.guard == {"logmel": 0.4} and guarded.guard_met
-    assert guarded.best.guard == (GuardScore("logmel", 0.4, 0.5, True),)  # stored with the schedule
+    assert guarded.guard == {"log_mel": 0.4} and guarded.guard_met
+    assert guarded.best.guard == (GuardScore("log_mel", 0.4, 0.5, True),)  # stored with the schedule
     assert plain.best.guard == ()
     assert guarded.baselines["default"] == 0.1  # the baselines are still reported by the metric
     # a tie with the fast schedule meets the guard; when nothing meets it, the metric decides
     (tied,) = search(_TradeScorer(vocoder, clock, small_last=0.5), [3], budget_s=30.0)
     assert tied.guard_met and tied.best.score == 0.3
     (unmet,) = search(_TradeScorer(vocoder, clock, small_last=0.55), [3], budget_s=30.0)
-    assert not unmet.guard_met and unmet.best.score == 0.1 and unmet.guard == {"logmel": 0.6}
-    assert unmet.best.guard == (GuardScore("logmel", 0.6, 0.5, False),)
+    assert not unmet.guard_met and unmet.best.score == 0.1 and unmet.guard == {"log_mel": 0.6}
+    assert unmet.best.guard == (GuardScore("log_mel", 0.6, 0.5, False),)
     # every other schedule meeting the guard (0.45): the metric picks among them, not the guard's margin
-    (many,) = search(_TradeScorer(vocoder, clock, other_logmel=0.45), [3], budget_s=30.0)
-    assert many.guard_met and many.best.score == 0.3 and many.guard == {"logmel": 0.4}
-    with pytest.raises(AudiodiffError, match="--guard logmel: the fast schedule's score on these clips is nan"):
-        search(_TradeScorer(vocoder, clock, fast_logmel=float("nan")), [3], budget_s=30.0)
+    (many,) = search(_TradeScorer(vocoder, clock, other_log_mel=0.45), [3], budget_s=30.0)
+    assert many.guard_met and many.best.score == 0.3 and many.guard == {"log_mel": 0.4}
+    with pytest.raises(AudiodiffError, match="--guard log_mel: the fast schedule's score on these clips is nan"):
+        search(_TradeScorer(vocoder, clock, fast_log_mel=float("nan")), [3], budget_s=30.0)
 
 
 def test_guard_scores_come_from_the_same_vocoding(tiny_ckpt, clips):
     vocoder = Vocoder.from_checkpoint(tiny_ckpt)
     audio = [torch.from_numpy(sf.read(p, dtype="float32")[0]) for p in clips]
-    scorer = ClipScorer(vocoder, audio, "logmel", guard=["mrstft", "logmel"])
-    assert scorer.guard == ("mrstft",)  # the metric itself is no guard
+    scorer = ClipScorer(vocoder, audio, "log_mel", guard=["mr_stft", "log_mel"])
+    assert scorer.guard == ("mr_stft",)  # the metric itself is no guard
     candidate = Candidate(geometric(1e-4, 0.5, 3))
     calls = []
     vocode = vocoder.vocode
@@ -208,20 +208,20 @@ def test_guard_scores_come_from_the_same_vocoding(tiny_ckpt, clips):
     fast6 = baseline_candidates(vocoder, 6)["default"]
     bounds = scorer.bounds()
     assert len(calls) == 2 * len(audio)  # the fast schedule, once
-    assert scorer.score_all(fast6)["mrstft"] == bounds["mrstft"] and len(calls) == 2 * len(audio)
+    assert scorer.score_all(fast6)["mr_stft"] == bounds["mr_stft"] and len(calls) == 2 * len(audio)
     vocoder.vocode = vocode
-    assert set(both) == {"logmel", "mrstft"}
-    assert both["logmel"] == pytest.approx(ClipScorer(vocoder, audio, "logmel").score(candidate))
-    assert both["mrstft"] == pytest.approx(ClipScorer(vocoder, audio, "mrstft").score(candidate))
+    assert set(both) == {"log_mel", "mr_stft"}
+    assert both["log_mel"] == pytest.approx(ClipScorer(vocoder, audio, "log_mel").score(candidate))
+    assert both["mr_stft"] == pytest.approx(ClipScorer(vocoder, audio, "mr_stft").score(candidate))
     fast = Candidate.of(inference_schedule(vocoder.recipe.diffusion, 6))
-    assert scorer.bounds() == {"mrstft": pytest.approx(scorer.score_all(fast)["mrstft"])}
+    assert scorer.bounds() == {"mr_stft": pytest.approx(scorer.score_all(fast)["mr_stft"])}
     with pytest.raises(AudiodiffError, match="--guard 'snr'"):
-        ClipScorer(vocoder, audio, "logmel", guard=["snr"])
+        ClipScorer(vocoder, audio, "log_mel", guard=["snr"])
 
 
 def test_stored_schedule_is_used_and_reloaded(tmp_path, tiny_ckpt):
     data = load_checkpoint(tiny_ckpt)
-    found = SearchedSchedule((2e-4, 0.05, 0.4), "ddim", 0.25, "pesq", 3.5, 5)
+    found = SearchedSchedule((2e-4, 0.05, 0.4), "ddim", 0.25, "pesq_wb", 3.5, 5)
     out = save_searched_copy(data, tmp_path / "searched.pt", {3: found}, default_steps=3)
     assert load_checkpoint(tiny_ckpt).defaults.schedules == {}  # the input is untouched
     again = load_checkpoint(out)
@@ -241,39 +241,39 @@ def test_stored_schedule_is_used_and_reloaded(tmp_path, tiny_ckpt):
     assert torch.equal(stored, explicit)
     assert not torch.equal(stored, vocoder.vocode(mel, steps=3, sampler="ddpm", seed=1))
     # a second search merges: 3 is kept, 2 is added
-    two = SearchedSchedule((1e-3, 0.5), "ddpm", 0.0, "pesq", 3.0, 5)
+    two = SearchedSchedule((1e-3, 0.5), "ddpm", 0.0, "pesq_wb", 3.0, 5)
     merged = load_checkpoint(save_searched_copy(again, tmp_path / "merged.pt", {2: two}))
     assert merged.defaults.schedules == {2: two, 3: found} and merged.defaults.steps == 3
 
 
 def test_searched_schedule_records_the_gain_adjust_setting():
-    on = SearchedSchedule((1e-3, 0.5), "ddim", 1.0, "pesq", 1.889, 5, gain_adjust=True)
+    on = SearchedSchedule((1e-3, 0.5), "ddim", 1.0, "pesq_wb", 1.889, 5, gain_adjust=True)
     assert SearchedSchedule.from_dict(on.to_dict()) == on
-    assert on.describe_score() == "pesq 1.889 on 5 clips, with gain adjustment"
-    raw = SearchedSchedule((1e-3, 0.5), "ddpm", 0.0, "logmel", 0.7, 3, gain_adjust=False)
-    assert raw.describe_score() == "logmel 0.700 on 3 clips, raw"
+    assert on.describe_score() == "pesq_wb 1.889 on 5 clips, with gain adjustment"
+    raw = SearchedSchedule((1e-3, 0.5), "ddpm", 0.0, "log_mel", 0.7, 3, gain_adjust=False)
+    assert raw.describe_score() == "log_mel 0.700 on 3 clips, raw"
     old = {"betas": [1e-3, 0.5], "sampler": "ddpm", "eta": 0.0, "metric": "pesq", "score": 2.0, "clips": 5}
     assert SearchedSchedule.from_dict(old).gain_adjust is None  # searched before it was recorded
-    assert SearchedSchedule.from_dict(old).describe_score() == "pesq 2.000 on 5 clips"
+    assert SearchedSchedule.from_dict(old).describe_score() == "pesq_wb 2.000 on 5 clips"  # an old name, read as today's
     assert "gain_adjust" not in SearchedSchedule.from_dict(old).to_dict()
     with pytest.raises(ValueError, match="gain_adjust must be true or false"):
         SearchedSchedule.from_dict({**old, "gain_adjust": "yes"})
 
 
 def test_searched_schedule_records_its_guard():
-    kept = SearchedSchedule((3e-5, 0.5), "ddim", 1.0, "pesq", 2.522, 5, gain_adjust=True,
-                            guard=(GuardScore("logmel", 0.2105, 0.2175, True),))
+    kept = SearchedSchedule((3e-5, 0.5), "ddim", 1.0, "pesq_wb", 2.522, 5, gain_adjust=True,
+                            guard=(GuardScore("log_mel", 0.2105, 0.2175, True),))
     assert SearchedSchedule.from_dict(kept.to_dict()) == kept
-    assert kept.to_dict()["guard"] == {"logmel": {"score": 0.2105, "bound": 0.2175, "met": True}}
-    assert kept.describe_score() == ("pesq 2.522 on 5 clips, with gain adjustment, "
-                                     "guard logmel 0.2105 (fast schedule 0.2175, met)")
-    missed = GuardScore("mrstft", 1.2, 1.0, False)
-    assert missed.describe() == "guard mrstft 1.2000 (fast schedule 1.0000, not met)"
+    assert kept.to_dict()["guard"] == {"log_mel": {"score": 0.2105, "bound": 0.2175, "met": True}}
+    assert kept.describe_score() == ("pesq_wb 2.522 on 5 clips, with gain adjustment, "
+                                     "guard log_mel 0.2105 (fast schedule 0.2175, met)")
+    missed = GuardScore("mr_stft", 1.2, 1.0, False)
+    assert missed.describe() == "guard mr_stft 1.2000 (fast schedule 1.0000, not met)"
     assert "guard" not in SearchedSchedule((1e-3, 0.5)).to_dict()  # unguarded searches store none
-    with pytest.raises(ValueError, match="guard logmel: must be a table of score, bound and met"):
-        SearchedSchedule.from_dict({**kept.to_dict(), "guard": {"logmel": {"score": 0.2}}})
+    with pytest.raises(ValueError, match="guard log_mel: must be a table of score, bound and met"):
+        SearchedSchedule.from_dict({**kept.to_dict(), "guard": {"log_mel": {"score": 0.2}}})
     with pytest.raises(ValueError, match="guard must be a table"):
-        SearchedSchedule.from_dict({**kept.to_dict(), "guard": ["logmel"]})
+        SearchedSchedule.from_dict({**kept.to_dict(), "guard": ["log_mel"]})
 
 
 def test_bad_stored_schedule_is_one_line_error(tmp_path, tiny_ckpt):
@@ -287,8 +287,8 @@ def test_bad_stored_schedule_is_one_line_error(tmp_path, tiny_ckpt):
 
 def test_cli_search_writes_copy_and_info_lists_it(tmp_path, tiny_ckpt, clips, run_main):
     out = tmp_path / "s.pt"
-    result = run_main("schedule", "search", "-c", tiny_ckpt, *clips, "--steps", "2,3", "--metric", "logmel",
-                      "--budget-minutes", "0.02", "--out", out, "--default-steps", "2", "--gain-adjust")
+    result = run_main("schedule", "search", "-c", tiny_ckpt, *clips, "--steps", "2,3", "--metric", "log_mel",
+                      "--budget-minutes", "0.02", "-o", out, "--default-steps", "2", "--gain-adjust")
     assert result.returncode == 0, result.stderr
     assert "searched" in result.stdout and "train sub-sampled" in result.stdout
     data = load_checkpoint(out)
@@ -297,7 +297,7 @@ def test_cli_search_writes_copy_and_info_lists_it(tmp_path, tiny_ckpt, clips, ru
     info = run_main("info", "-c", out)
     assert info.returncode == 0 and "searched 2-step schedule" in info.stdout and "default steps: 2" in info.stdout
     voc = run_main("vocode", "-c", out, clips[0], "-o", tmp_path / "v.wav")
-    assert voc.returncode == 0 and "2 steps, searched schedule (logmel" in voc.stderr
+    assert voc.returncode == 0 and "2 steps, searched schedule (log_mel" in voc.stderr
     assert sf.info(str(tmp_path / "v.wav")).frames == sf.info(str(clips[0])).frames
 
 
@@ -309,7 +309,7 @@ def test_cli_search_bad_checkpoint_one_line(tmp_path, tiny_ckpt, clips, run_main
         bad.write_bytes(tiny_ckpt.read_bytes()[:2000])
     else:
         torch.save({"weights": torch.zeros(2)}, bad)
-    result = run_main("schedule", "search", "-c", bad, *clips, "--metric", "logmel", "--out", tmp_path / "o.pt")
+    result = run_main("schedule", "search", "-c", bad, *clips, "--metric", "log_mel", "-o", tmp_path / "o.pt")
     assert result.returncode == 2
     assert message in result.stderr and str(bad) in result.stderr.replace("\n", "")
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
@@ -318,26 +318,26 @@ def test_cli_search_bad_checkpoint_one_line(tmp_path, tiny_ckpt, clips, run_main
 
 def test_cli_search_with_a_guard_reports_it(tmp_path, tiny_ckpt, clips, run_main):
     out = tmp_path / "g.pt"
-    result = run_main("schedule", "search", "-c", tiny_ckpt, *clips, "--steps", "2", "--metric", "mrstft",
-                      "--guard", "logmel", "--budget-minutes", "0.01", "--out", out)
+    result = run_main("schedule", "search", "-c", tiny_ckpt, *clips, "--steps", "2", "--metric", "mr_stft",
+                      "--guard", "log_mel", "--budget-minutes", "0.01", "-o", out)
     assert result.returncode == 0, result.stderr
-    assert "guard logmel (no worse than the fast schedule)" in result.stderr
-    assert "searched logmel (fast " in result.stdout  # the guard's column, with the fast schedule's score
-    assert "best mrstft" in result.stderr
+    assert "guard log_mel (no worse than the fast schedule)" in result.stderr
+    assert "searched log_mel (fast " in result.stdout  # the guard's column, with the fast schedule's score
+    assert "best mr_stft" in result.stderr
     assert "(guard met)" in result.stderr or "(guard not met)" in result.stderr
     schedules = load_checkpoint(out).defaults.schedules
     assert sorted(schedules) == [2]
     stored = schedules[2]
-    assert [g.metric for g in stored.guard] == ["logmel"] and stored.guard[0].bound > 0
+    assert [g.metric for g in stored.guard] == ["log_mel"] and stored.guard[0].bound > 0
     info = run_main("info", "-c", out)
-    assert info.returncode == 0 and "guard logmel " in info.stdout and "(fast schedule " in info.stdout
-    bad = run_main("schedule", "search", "-c", tiny_ckpt, *clips, "--guard", "logmel,snr", "--out", tmp_path / "b.pt")
-    assert bad.returncode == 2 and "--guard 'snr'" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    assert info.returncode == 0 and "guard log_mel " in info.stdout and "(fast schedule " in info.stdout
+    bad = run_main("schedule", "search", "-c", tiny_ckpt, *clips, "--guard", "log_mel,snr", "-o", tmp_path / "b.pt")
+    assert bad.returncode == 2 and "'--guard': 'snr'" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "b.pt").exists()
 
 
 def test_cli_search_refuses_to_overwrite_input(tiny_ckpt, clips, run_main):
-    result = run_main("schedule", "search", "-c", tiny_ckpt, *clips, "--out", tiny_ckpt)
+    result = run_main("schedule", "search", "-c", tiny_ckpt, *clips, "-o", tiny_ckpt)
     assert result.returncode == 2 and "--overwrite" in result.stderr
 
 

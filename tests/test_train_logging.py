@@ -10,7 +10,7 @@ import pytest
 import torch
 from rich.console import Console
 
-import audiodiff.training as training
+import audiodiff.training.objective as objective
 from audiodiff.checkpoint import latest_checkpoint, load_checkpoint
 from audiodiff.inference import Vocoder
 from audiodiff.recipe import load_recipe
@@ -66,7 +66,7 @@ def test_training_without_tensorboard_says_so_once(tmp_path, synth_folder, monke
 
 def nan_from(call: int, until: int | None = None):
     """A diffusion_loss that is NaN from its `call`-th call (0-based) up to `until` (exclusive)."""
-    real, calls = training.diffusion_loss, [0]
+    real, calls = objective.diffusion_loss, [0]
 
     def loss(*args, **kwargs):
         n, calls[0] = calls[0], calls[0] + 1
@@ -77,7 +77,7 @@ def nan_from(call: int, until: int | None = None):
 
 
 def test_an_isolated_non_finite_step_is_skipped(tmp_path, synth_folder, monkeypatch):
-    monkeypatch.setattr(training, "diffusion_loss", nan_from(2, until=3))  # step 3's loss is NaN
+    monkeypatch.setattr(objective, "diffusion_loss", nan_from(2, until=3))  # step 3's loss is NaN
     recipe = recipe_for(synth_folder, "train.tensorboard=false", max_steps=4)
     log = io.StringIO()
     trainer = Trainer(recipe, tmp_path, device="cpu", console=Console(file=log, width=300), progress=False)
@@ -86,14 +86,14 @@ def test_an_isolated_non_finite_step_is_skipped(tmp_path, synth_folder, monkeypa
     def step_and_check(batches, step=trainer.train_step):
         if trainer.step != 2:  # steps done so far: this is step 3
             return step(batches)
-        model = [p.detach().clone() for p in trainer.network.parameters()]
-        ema = [p.detach().clone() for p in trainer.ema.parameters()]
-        adam_steps = trainer.optimizer.state_dict()["state"][0]["step"].clone()
+        model = [p.detach().clone() for p in trainer.state.network.parameters()]
+        ema = [p.detach().clone() for p in trainer.state.ema.parameters()]
+        adam_steps = trainer.state.optimizer.state_dict()["state"][0]["step"].clone()
         result = step(batches)
         # no optimiser update, no EMA update, Adam's step count unchanged
-        assert all(torch.equal(a, b) for a, b in zip(model, trainer.network.parameters()))
-        assert all(torch.equal(a, b) for a, b in zip(ema, trainer.ema.parameters()))
-        assert torch.equal(trainer.optimizer.state_dict()["state"][0]["step"], adam_steps)
+        assert all(torch.equal(a, b) for a, b in zip(model, trainer.state.network.parameters()))
+        assert all(torch.equal(a, b) for a, b in zip(ema, trainer.state.ema.parameters()))
+        assert torch.equal(trainer.state.optimizer.state_dict()["state"][0]["step"], adam_steps)
         checked.append(result)
         return result
 
@@ -101,7 +101,7 @@ def test_an_isolated_non_finite_step_is_skipped(tmp_path, synth_folder, monkeypa
     trainer.run()
     text = log.getvalue()
     assert text.count("non-finite loss, step skipped") == 1 and "step 3: non-finite loss" in text
-    assert len(checked) == 1 and trainer.nonfinite_streak == 0  # the later steps trained again
+    assert len(checked) == 1 and trainer.state.nonfinite_streak == 0  # the later steps trained again
     losses = {m["step"]: m["loss"] for m in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines())
               if "loss" in m}
     assert sorted(losses) == [1, 2, 3, 4] and losses[3] != losses[3]  # NaN logged for the skipped step
@@ -109,10 +109,10 @@ def test_an_isolated_non_finite_step_is_skipped(tmp_path, synth_folder, monkeypa
 
 def test_non_finite_losses_in_a_row_stop_training_with_the_checkpoint_intact(tmp_path, synth_folder,
                                                                                monkeypatch, run_main):
-    monkeypatch.setattr(training, "diffusion_loss", nan_from(4))  # steps 1-4 fine, then NaN for ever
+    monkeypatch.setattr(objective, "diffusion_loss", nan_from(4))  # steps 1-4 fine, then NaN for ever
     out = tmp_path / "run"
     sets = tiny_overrides(synth_folder, max_steps=20, checkpoint_every=4) + ["train.tensorboard=false"]
-    command = ["train", TINY, "--out", out, "--device", "cpu", *[a for s in sets for a in ("--set", s)]]
+    command = ["train", TINY, "--out-dir", out, "--device", "cpu", *[a for s in sets for a in ("--set", s)]]
     result = run_main(*command, "--set", "train.max_nonfinite=3")
     assert result.returncode == 2
     error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
@@ -124,7 +124,7 @@ def test_non_finite_losses_in_a_row_stop_training_with_the_checkpoint_intact(tmp
     data = load_checkpoint(out / "step-00000004.pt")
     assert data.step == 4 and all(torch.isfinite(t).all() for t in data.model.values())
     Vocoder.from_checkpoint(out / "step-00000004.pt")
-    monkeypatch.setattr(training, "diffusion_loss", nan_from(10 ** 9))  # the data is fine again
+    monkeypatch.setattr(objective, "diffusion_loss", nan_from(10 ** 9))  # the data is fine again
     result = run_main(*command, "--max-steps", "5")
     assert result.returncode == 0, result.stderr
     assert "Resuming from step 4" in result.stderr and (out / "step-00000005.pt").is_file()

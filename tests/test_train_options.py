@@ -96,7 +96,7 @@ def test_the_scheduled_rate_is_used_and_logged(tmp_path, synth_folder):
     trainer.run()
     logged = [r["learning_rate"] for r in records(tmp_path) if "learning_rate" in r]
     assert logged == pytest.approx([5e-4, 1e-3, 1e-3])
-    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
+    assert trainer.state.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
 
 
 @pytest.mark.parametrize("override, key", [
@@ -153,7 +153,7 @@ def test_loss_scaling_path_of_fp16(tmp_path, synth_folder):
         t = Trainer(recipe_for(synth_folder, precision="bf16", max_steps=steps), out, device="cpu",
                     console=Console(file=io.StringIO()), progress=False)
         if scaled:
-            t.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 10, growth_interval=2)
+            t.state.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 10, growth_interval=2)
         return t
 
     plain = trainer(tmp_path / "plain", 3, scaled=False)
@@ -163,7 +163,7 @@ def test_loss_scaling_path_of_fp16(tmp_path, synth_folder):
     assert saved["scale"] == 2.0 ** 11  # grown once after 2 finite steps
     resumed = trainer(tmp_path / "scaled", 3, scaled=True)
     resumed.run()
-    assert resumed.scaler.get_scale() == 2.0 ** 11
+    assert resumed.state.scaler.get_scale() == 2.0 ** 11
     # scaling by a power of two and back changes nothing
-    for a, b in zip(plain.network.parameters(), resumed.network.parameters()):
+    for a, b in zip(plain.state.network.parameters(), resumed.state.network.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

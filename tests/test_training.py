@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -101,8 +102,8 @@ def test_keep_checkpoints_prunes(tmp_path, synth_folder):
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
 
 
-def test_other_model_in_run_folder_is_refused(tmp_path, synth_folder):
-    run(recipe_for(synth_folder, max_steps=2), tmp_path)
+def test_other_model_in_run_folder_is_refused(tmp_path, synth_folder, trained_tiny):
+    shutil.copytree(trained_tiny, tmp_path, dirs_exist_ok=True)  # a run of the tiny recipe at step 2
     other = recipe_for(synth_folder, "model.residual_channels=8", max_steps=4)
     with pytest.raises(AudiodiffError) as info:
         run(other, tmp_path)
@@ -114,42 +115,40 @@ def test_other_model_in_run_folder_is_refused(tmp_path, synth_folder):
     assert sorted(p.name for p in tmp_path.glob("step-*.pt")) == ["step-00000002.pt"]
 
 
-def test_train_settings_may_change_on_resume(tmp_path, synth_folder):
-    run(recipe_for(synth_folder, max_steps=2), tmp_path)
+def test_train_settings_may_change_on_resume(tmp_path, synth_folder, trained_tiny):
+    shutil.copytree(trained_tiny, tmp_path, dirs_exist_ok=True)  # a run of the tiny recipe at step 2
     last, text = run(recipe_for(synth_folder, max_steps=3, learning_rate=5e-4), tmp_path)
     assert "Resuming from step 2" in text and last.name == "step-00000003.pt"
 
 
-def test_init_fine_tunes_an_exported_model(tmp_path, synth_folder):
-    run(recipe_for(synth_folder, max_steps=3), tmp_path / "base")
-    exported = export_inference_copy(load_checkpoint(tmp_path / "base" / "step-00000003.pt"), tmp_path / "model.pt")
+def test_init_fine_tunes_an_exported_model(tmp_path, synth_folder, trained_tiny):
+    exported = export_inference_copy(load_checkpoint(trained_tiny / "step-00000002.pt"), tmp_path / "model.pt")
     ema = load_checkpoint(exported).ema  # float16: what the file holds
-    recipe = recipe_for(synth_folder, max_steps=5, checkpoint_every=1)
+    recipe = recipe_for(synth_folder, max_steps=4, checkpoint_every=1)
     trainer = Trainer(recipe, tmp_path / "probe", device="cpu", progress=False)
     trainer.start_from(exported)
-    assert trainer.step == 3
+    assert trainer.step == 2
     for key, value in ema.items():  # both start from the exported weights, cast back to float32
-        assert trainer.network.state_dict()[key].dtype == torch.float32
-        assert torch.equal(trainer.network.state_dict()[key], value.float())
-        assert torch.equal(trainer.ema.state_dict()[key], value.float())
+        assert trainer.state.network.state_dict()[key].dtype == torch.float32
+        assert torch.equal(trainer.state.network.state_dict()[key], value.float())
+        assert torch.equal(trainer.state.ema.state_dict()[key], value.float())
     out = tmp_path / "tuned"
     last, text = run(recipe, out, init=exported)
-    assert f"Starting from {exported} (step 3" in text and last == out / "step-00000005.pt"
-    assert sorted(losses(out)) == [4, 5]  # the step count goes on from the model's
+    assert f"Starting from {exported} (step 2" in text and last == out / "step-00000004.pt"
+    assert sorted(losses(out)) == [3, 4]  # the step count goes on from the model's
     tuned = load_checkpoint(last).model
     moved = max(float((tuned[k] - v.float()).abs().max()) for k, v in ema.items())
     assert 0 < moved < 0.05  # two small steps away from the exported weights
     # run again with more steps: the run folder's own checkpoint wins over --init
-    again, text = run(recipe_for(synth_folder, max_steps=6), out, init=exported)
-    assert "ignored" in text and "Resuming from step 5" in text and again == out / "step-00000006.pt"
+    again, text = run(recipe_for(synth_folder, max_steps=5), out, init=exported)
+    assert "ignored" in text and "Resuming from step 4" in text and again == out / "step-00000005.pt"
 
 
-def test_a_fine_tune_inherits_its_parents_inference_defaults(tmp_path, synth_folder, run_main):
+def test_a_fine_tune_inherits_its_parents_inference_defaults(tmp_path, synth_folder, run_main, trained_tiny):
     """An exported parent with non-default inference defaults: the fine-tuned checkpoints
     carry the same defaults (marked as inherited, through a resume too), so inference on
     them resolves the same plan as on the parent, and `vocode` says where they came from."""
-    run(recipe_for(synth_folder, max_steps=2), tmp_path / "base")
-    base = load_checkpoint(tmp_path / "base" / "step-00000002.pt")
+    base = load_checkpoint(trained_tiny / "step-00000002.pt")
     found = SearchedSchedule((2e-4, 0.05, 0.4), "ddim", 0.25, "logmel", 0.5, 3, gain_adjust=True)
     defaults = base.defaults.with_schedules({3: found}).with_settings(steps=3, gain_adjust=True, refine=2)
     parent = export_inference_copy(base.with_defaults(defaults), tmp_path / "parent.pt")
@@ -169,14 +168,13 @@ def test_a_fine_tune_inherits_its_parents_inference_defaults(tmp_path, synth_fol
     first = " ".join(voc.stderr.split())
     assert voc.returncode == 0 and f"defaults inherited from {parent}" in first and "3 steps, searched schedule" in first
     # a training run from scratch carries none, and says so
-    scratch = run_main("vocode", "-c", tmp_path / "base" / "step-00000002.pt", clip, "-o", tmp_path / "raw.wav")
+    scratch = run_main("vocode", "-c", trained_tiny / "step-00000002.pt", clip, "-o", tmp_path / "raw.wav")
     assert "no inference defaults in the checkpoint" in " ".join(scratch.stderr.split())
 
 
-def test_init_refuses_another_model(tmp_path, synth_folder):
-    run(recipe_for(synth_folder, max_steps=2), tmp_path / "base")
+def test_init_refuses_another_model(tmp_path, synth_folder, trained_tiny):
     other = recipe_for(synth_folder, "model.residual_channels=8", max_steps=4)
-    init = tmp_path / "base" / "step-00000002.pt"
+    init = trained_tiny / "step-00000002.pt"
     with pytest.raises(AudiodiffError) as info:
         run(other, tmp_path / "tuned", init=init)
     assert str(info.value).startswith(f"--init {init}:") and "[model]" in str(info.value)
@@ -189,7 +187,7 @@ def test_init_refuses_another_model(tmp_path, synth_folder):
 
 def test_cli_init_error_is_one_line(tmp_path, synth_folder, run_main):
     sets = [x for o in tiny_overrides(synth_folder) for x in ("--set", o)]
-    result = run_main("train", TINY, *sets, "--out", tmp_path / "run", "--init", tmp_path / "missing.pt")
+    result = run_main("train", TINY, *sets, "--out-dir", tmp_path / "run", "--init", tmp_path / "missing.pt")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "missing.pt" in result.stderr
     assert not (tmp_path / "run").exists()
@@ -236,12 +234,13 @@ def test_trains_on_real_ljspeech_mini(tmp_path, ljspeech_mini):
     assert sorted(losses(tmp_path)) == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_sigterm_to_the_process_group_saves_without_traceback(tmp_path, synth_folder):
     """A scheduler (or `pkill -f`) signals the trainer and its DataLoader workers at once:
     the step in progress is saved, the exit is clean, and the checkpoint loads."""
     out = tmp_path / "run"
     overrides = tiny_overrides(synth_folder, max_steps=100000, num_workers=1, checkpoint_every=100000)
-    cmd = [sys.executable, "-m", "audiodiff", "train", str(TINY), "--out", str(out), "--device", "cpu"]
+    cmd = [sys.executable, "-m", "audiodiff", "train", str(TINY), "--out-dir", str(out), "--device", "cpu"]
     for item in overrides:
         cmd += ["--set", item]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -57,22 +57,24 @@ def _build(cfg: dict):
     from audiodiff.networks import build_network
     from audiodiff.recipe import load_recipe
 
+    precision = cfg.get("precision") or "fp32"
     if cfg.get("checkpoint"):
-        return load_model(cfg["checkpoint"], device=cfg["device"])
+        return load_model(cfg["checkpoint"], device=cfg["device"], precision=precision)
     recipe = load_recipe(cfg["recipe"], cfg.get("overrides", []))
     torch.manual_seed(cfg["seed"])
     network = build_network(recipe)
     torch.nn.init.normal_(network.output_projection.weight, std=0.01)  # non-trivial output
     cls = Vocoder if recipe.model.conditional else Generator
-    return cls(network, recipe, device=cfg["device"], source=str(cfg["recipe"]))
+    return cls(network, recipe, device=cfg["device"], precision=precision, source=str(cfg["recipe"]))
 
 
 def measure(cfg: dict, log: Callable[[str], None] = lambda _m: None) -> dict:
     """One step count in this process: build, warm up, time `runs` runs. Returns a plain dict.
 
     cfg keys: checkpoint or recipe (+ overrides), steps, seconds, runs, warmup, threads
-    (0: torch's default), device, seed, chunk (0: the library default), and for a
-    vocoder gain_adjust and refine (None: the checkpoint's defaults).
+    (0: torch's default), device, seed, chunk (0: the library default), precision
+    (fp32, bf16, fp16), sampler (None: the checkpoint's choice), and for a vocoder
+    gain_adjust and refine (None: the checkpoint's defaults).
     """
     import torch
 
@@ -94,13 +96,14 @@ def measure(cfg: dict, log: Callable[[str], None] = lambda _m: None) -> dict:
         u = torch.rand(audio.n_mels, frames, generator=g)
         mel = u * 10 - 9 if audio.compression == "ln" else 0.2 + 0.6 * u  # inside the preset's range
 
-        plan = model.plan(steps=steps, gain_adjust=cfg.get("gain_adjust"), refine=cfg.get("refine"))
+        plan = model.plan(steps=steps, sampler=cfg.get("sampler"), gain_adjust=cfg.get("gain_adjust"),
+                          refine=cfg.get("refine"))
 
         def run(i: int):
             return model.vocode(mel, plan, seed=i)
     else:
         task = "sample"
-        plan = model.plan(steps=steps)
+        plan = model.plan(steps=steps, sampler=cfg.get("sampler"))
 
         def run(i: int):
             return model.generate(cfg["seconds"], count=1, plan=plan, seed=i)[0]
@@ -120,7 +123,8 @@ def measure(cfg: dict, log: Callable[[str], None] = lambda _m: None) -> dict:
             times.append(dt)
     audio_s = wav.shape[-1] / sr
     med = statistics.median(times)
-    result = dict(task=task, steps=steps, threads=torch.get_num_threads(), device=str(device), runs=cfg["runs"],
+    result = dict(task=task, steps=steps, threads=torch.get_num_threads(), device=str(device),
+                  precision=model.precision, sampler=plan.sampler, plan=plan.describe(), runs=cfg["runs"],
                   warmup=cfg["warmup"], times_s=[round(t, 4) for t in times], median_s=round(med, 4),
                   audio_seconds=round(audio_s, 4), rtf=round(med / audio_s, 5),
                   peak_rss_gib=round(_peak_rss_gib(), 3), model_rss_gib=round(model_rss, 3),
@@ -138,10 +142,14 @@ def run_bench(*, checkpoint: str | Path | None = None, recipe: str | Path | None
               overrides: Sequence[str] = (), steps: Sequence[int] = (1, 2, 4, 6), seconds: float = 10.0,
               runs: int = 3, warmup: int = 1, threads: int | None = None, device: str = "auto", seed: int = 0,
               chunk: int = 0, json_path: str | Path | None = None, log: Callable[[str], None] = lambda _m: None,
-              gain_adjust: bool | None = None, refine: int | None = None) -> dict:
+              gain_adjust: bool | None = None, refine: int | None = None, precision: str = "fp32",
+              sampler: str | None = None) -> dict:
     """Measure each step count in a fresh subprocess; returns {"meta": ..., "results": [...]}.
     A vocoder runs with `vocode`'s mel consistency: `gain_adjust`, `refine` (None: the
-    checkpoint's default).
+    checkpoint's default); `precision` (the network's autocast) and `sampler` (None: the
+    checkpoint's choice per step count, else ddpm) as in `vocode` and `sample`. The first
+    line logged names the model (`model_info.model_line`); `json_path` gets the whole
+    result, written atomically.
 
     Exactly one of `checkpoint` (trained weights) and `recipe` (random weights: a file or
     a shipped recipe's name) is given.
@@ -153,7 +161,10 @@ def run_bench(*, checkpoint: str | Path | None = None, recipe: str | Path | None
     from audiodiff.checkpoint import load_checkpoint
     from audiodiff.consistency import check_options
     from audiodiff.devices import check_threads, resolve_device
+    from audiodiff.model_info import model_line
+    from audiodiff.precision import check_precision
     from audiodiff.recipe import load_recipe, resolve_recipe
+    from audiodiff.samplers import SAMPLERS
 
     if (checkpoint is None) == (recipe is None):
         raise AudiodiffError("give either -c CHECKPOINT (trained weights) or --recipe RECIPE (random weights)")
@@ -164,14 +175,25 @@ def run_bench(*, checkpoint: str | Path | None = None, recipe: str | Path | None
     check_threads(threads)
     if not steps or min(steps) < 1:
         raise AudiodiffError("--steps: step counts must be integers >= 1")
+    if sampler is not None and sampler not in SAMPLERS:
+        raise AudiodiffError(f"--sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
     dev = resolve_device(device)
-    parsed = (load_checkpoint(checkpoint).recipe if checkpoint is not None
-              else load_recipe(recipe, list(overrides)))
+    check_precision(precision, dev, "--precision")
+    if checkpoint is not None:
+        data = load_checkpoint(checkpoint)
+        parsed = data.recipe
+        line = model_line(checkpoint, parsed, data.step, data.defaults, device=dev, precision=precision)
+    else:
+        parsed = load_recipe(recipe, list(overrides))
+        line = model_line(recipe, parsed, 0, device=dev, precision=precision,
+                          name=f"recipe {recipe} with random weights")
     check_options(gain_adjust, refine, parsed.model.conditional, str(checkpoint or recipe))
+    log(line)
     base = dict(checkpoint=None if checkpoint is None else str(Path(checkpoint).resolve()),
                 recipe=None if recipe is None else str(resolve_recipe(recipe).resolve()), overrides=list(overrides),
                 seconds=float(seconds), runs=int(runs), warmup=int(warmup), threads=int(threads or 0),
-                device=str(dev), seed=int(seed), chunk=int(chunk), gain_adjust=gain_adjust, refine=refine)
+                device=str(dev), seed=int(seed), chunk=int(chunk), gain_adjust=gain_adjust, refine=refine,
+                precision=precision, sampler=sampler)
     env = dict(os.environ)
     if threads:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
@@ -188,7 +210,8 @@ def run_bench(*, checkpoint: str | Path | None = None, recipe: str | Path | None
     m = parsed.model
     meta = dict(package="audiodiff", version=__version__, torch_version=torch.__version__,
                 python=platform.python_version(), cpu_model=cpu_model(), nproc=os.cpu_count(),
-                device=str(dev), threads=results[0]["threads"], task=results[0]["task"],
+                device=str(dev), threads=results[0]["threads"], task=results[0]["task"], precision=precision,
+                sampler=sampler,
                 source="checkpoint" if checkpoint is not None else "recipe (random weights)",
                 checkpoint=base["checkpoint"], recipe=base["recipe"], overrides=list(overrides),
                 model=f"{m.residual_layers} layers x {m.residual_channels} channels, cycle {m.dilation_cycle}",

@@ -36,10 +36,10 @@ import numpy as np
 import torch
 
 from audiodiff.atomic import atomic_path
-from audiodiff.audio import AUDIO_SUFFIXES, load_audio, save_audio
+from audiodiff.audio import AUDIO_SUFFIXES, collect_files, load_audio, save_audio
 from audiodiff.checkpoint import load_checkpoint
 from audiodiff.consistency import check_options
-from audiodiff.errors import AudiodiffError, AudioError
+from audiodiff.errors import AudiodiffError
 from audiodiff.evaluation.baselines import band_griffin_lim, griffin_lim, white_noise
 from audiodiff.evaluation.metrics import (CLIP_METRICS, PAIR_METRICS, SET_METRICS, DnsmosScorer, Metric, PairScorer,
                                           require_eval_extra, set_distances, set_features)
@@ -88,18 +88,9 @@ def parse_steps(text: str | Sequence[int] | None) -> list[int] | None:
 
 
 def collect_audio(paths: Sequence[str | Path]) -> list[Path]:
-    """Files as given, folders expanded to the audio files below them (sorted)."""
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES)
-            if not found:
-                raise AudioError(f"{p}: no audio files ({', '.join(AUDIO_SUFFIXES)}) in this folder")
-            out.extend(found)
-        elif p.is_file():
-            out.append(p)
-        else:
-            raise AudioError(f"{p}: file not found")
+    """Files as given, folders expanded to the audio files below them (sorted):
+    `audio.collect_files`, which `vocode` uses too; an error when there are none."""
+    out = collect_files(paths, AUDIO_SUFFIXES, "audio files")
     if not out:
         raise AudiodiffError("no reference audio given")
     return out
@@ -119,13 +110,15 @@ def evaluate(checkpoint: str | Path, references: Sequence[str | Path], out_dir: 
              steps: Sequence[int] | None = None, seed: int = 0, device: str = "cpu", sampler: str | None = None,
              count: int = 8, seconds: float | None = None,
              log: Callable[[str], None] = lambda _msg: None,
-             gain_adjust: bool | None = None, refine: int | None = None) -> EvalResult:
+             gain_adjust: bool | None = None, refine: int | None = None, precision: str = "fp32") -> EvalResult:
     """Evaluate a checkpoint (vocoder or generator) and write CSV and JSON to `out_dir`.
 
     `steps`: step counts (vocoder default 2, 4, 6, 50; generator default the training
     schedule's length). `count`/`seconds`: clips generated per step count by an
     unconditional model (default length: the median reference length, at most 10 s).
-    `gain_adjust`, `refine`: a vocoder's mel consistency, as in `Vocoder.vocode`.
+    `gain_adjust`, `refine`: a vocoder's mel consistency, as in `Vocoder.vocode`;
+    `sampler` and `precision` (the network's autocast: fp32, bf16, fp16) as in `vocode`
+    and `sample`. The first line logged is the model's (`Vocoder.describe`).
     """
     data = load_checkpoint(checkpoint)
     files = collect_audio(references)
@@ -134,17 +127,17 @@ def evaluate(checkpoint: str | Path, references: Sequence[str | Path], out_dir: 
     clips = [load_audio(f, sr) for f in files]  # read all first: a bad file fails before any work
     out_dir = Path(out_dir)
     meta = dict(checkpoint=str(checkpoint), step=int(data.step), sample_rate=sr,
-                preset=data.recipe.audio.preset, seed=seed, sampler=sampler, device=str(device),
+                preset=data.recipe.audio.preset, seed=seed, sampler=sampler, precision=precision, device=str(device),
                 torch_version=torch.__version__, timestamp=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 references=[str(f) for f in files])
     check_options(gain_adjust, refine, data.recipe.model.conditional, str(checkpoint))
     if data.recipe.model.conditional:
         consistency = dict(gain_adjust=gain_adjust, refine=refine)
         result = _evaluate_vocoder(data, checkpoint, files, clips, out_dir, steps or DEFAULT_VOCODER_STEPS,
-                                   seed, device, sampler, meta, log, consistency)
+                                   seed, device, sampler, meta, log, consistency, precision)
     else:
         result = _evaluate_generator(data, checkpoint, files, clips, out_dir, steps, seed, device, sampler,
-                                     count, seconds, meta, log)
+                                     count, seconds, meta, log, precision)
     write_tables(result)
     return result
 
@@ -157,16 +150,17 @@ def _row(file: str, system: str, steps: int | None, scores: dict, audio: str | l
 
 
 def _evaluate_vocoder(data, checkpoint, files, clips, out_dir, steps, seed, device, sampler, meta, log,
-                      consistency: dict) -> EvalResult:
+                      consistency: dict, precision: str) -> EvalResult:
     from audiodiff.inference import Vocoder
 
-    vocoder = Vocoder.from_checkpoint_data(data, str(checkpoint), device)
+    vocoder = Vocoder.from_checkpoint_data(data, str(checkpoint), device, precision=precision)
+    plans = {n: vocoder.plan(steps=n, sampler=sampler, **consistency) for n in steps}  # bad values fail here
+    log(vocoder.describe())
     cfg, sr = vocoder.recipe.audio, vocoder.sample_rate
     rows, names = [], _unique_names(files)
     dnsmos = DnsmosScorer()
     # one short untimed vocode first, so that the first timed one does not pay for the
     # allocator's and the kernels' first use (`compute_s`/`rtf` are indicative; bench measures speed)
-    plans = {n: vocoder.plan(steps=n, sampler=sampler, **consistency) for n in steps}
     vocoder.vocode(vocoder.mel(clips[0][:sr]).cpu(), vocoder.plan(steps=1, sampler=sampler, **consistency), seed=seed)
     for path, name, wav in zip(files, names, clips):
         audio_s = len(wav) / sr
@@ -220,10 +214,10 @@ def excerpt(clip: np.ndarray, samples: int) -> np.ndarray:
 
 
 def _evaluate_generator(data, checkpoint, files, clips, out_dir, steps, seed, device, sampler, count,
-                        seconds, meta, log) -> EvalResult:
+                        seconds, meta, log, precision: str) -> EvalResult:
     from audiodiff.inference import Generator
 
-    generator = Generator.from_checkpoint_data(data, str(checkpoint), device)
+    generator = Generator.from_checkpoint_data(data, str(checkpoint), device, precision=precision)
     cfg, sr = generator.recipe.audio, generator.sample_rate
     if count < 1:
         raise AudiodiffError("-n/--count must be >= 1")
@@ -232,6 +226,8 @@ def _evaluate_generator(data, checkpoint, files, clips, out_dir, steps, seed, de
     if seconds <= 0:
         raise AudiodiffError("--seconds must be positive")
     steps = list(steps or [generator.plan().steps])
+    plans = {n: generator.plan(steps=n, sampler=sampler) for n in steps}  # bad values fail here
+    log(generator.describe())
     log(f"{len(clips)} reference clips; generating {count} x {seconds:.2f} s at {', '.join(map(str, steps))} steps")
     reference = set_features(clips, cfg)
     names = _unique_names(files)
@@ -258,7 +254,7 @@ def _evaluate_generator(data, checkpoint, files, clips, out_dir, steps, seed, de
                      noise_audio, None, 0.0, clips=count))
     for n in steps:
         t0 = time.perf_counter()
-        made = generator.generate(seconds, count=count, steps=n, sampler=sampler, seed=seed)
+        made = generator.generate(seconds, count=count, plan=plans[n], seed=seed)
         dt = time.perf_counter() - t0
         rel = []
         for i, clip in enumerate(made):
@@ -267,7 +263,8 @@ def _evaluate_generator(data, checkpoint, files, clips, out_dir, steps, seed, de
         scores = {**set_distances(set_features(made.numpy(), cfg), reference), **dnsmos.mean(made.numpy(), sr)}
         rows.append(_row("", MODEL, n, scores, rel, dt, count * seconds, clips=count))
         log(f"  {n} steps: {count} clips in {dt:.1f} s")
-    meta.update(kind="generator", steps=steps, count=count, seconds=seconds, reference_clips=len(clips))
+    meta.update(kind="generator", steps=steps, count=count, seconds=seconds, reference_clips=len(clips),
+                sampling={str(n): plans[n].describe() for n in steps})
     means = [dict(r, files=r["clips"]) for r in rows]
     return EvalResult("generator", out_dir, GENERATOR_METRICS, rows, means, meta, names)
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +71,18 @@ PAIR_METRICS = (
     Metric("f0_rmse_cents", "F0 RMSE", "lower", "cents"),
     Metric("vuv_error", "V/UV error", "lower"),
 )
+
+PAIR_KEYS = tuple(m.key for m in PAIR_METRICS)
+PAIR_PACKAGES = {"pesq_wb": "pesq", "stoi": "pystoi"}  # the `eval` extra's package a paired metric needs
+
+
+def pair_metric(key: str) -> Metric:
+    """The paired metric named `key`; KeyError for any other name."""
+    for metric in PAIR_METRICS:
+        if metric.key == key:
+            return metric
+    raise KeyError(key)
+
 
 CLIP_METRICS = (
     Metric("dnsmos_sig", "DNSMOS SIG", "higher"),
@@ -264,19 +277,24 @@ def f0_rmse_cents(reference, estimate, sample_rate: int) -> tuple[float, float]:
 
 
 class PairScorer:
-    """Scores estimates against one reference with every paired metric (see PAIR_METRICS).
+    """Scores estimates against one reference with the paired metrics (see PAIR_METRICS):
+    every one, or only those named in `keys` (what `schedule search` ranks and guards by).
 
-    The reference's 16 kHz copy and pitch track are computed once. Estimates are
-    trimmed or zero-padded to the reference's length.
+    The reference's side is computed once, and only where a metric needs it (its 16 kHz
+    copy, its pitch track). Estimates are trimmed or zero-padded to the reference's
+    length. Of the `eval` extra, only the packages the chosen metrics need are required.
     """
 
-    def __init__(self, reference, sample_rate: int, config: AudioConfig):
-        require_eval_extra(("pesq", "pystoi"))
+    def __init__(self, reference, sample_rate: int, config: AudioConfig, keys: Sequence[str] | None = None):
+        self.keys = PAIR_KEYS if keys is None else tuple(pair_metric(k).key for k in keys)
+        require_eval_extra(tuple(dict.fromkeys(PAIR_PACKAGES[k] for k in self.keys if k in PAIR_PACKAGES)))
         self.reference = _tensor(reference)
         self.sample_rate = sample_rate
         self.config = config
-        self.ref_16k = to_metric_rate(self.reference, sample_rate)
-        self.ref_pitch = pitch_track(self.ref_16k)
+        at_16k = any(k in ("pesq_wb", "stoi", "f0_rmse_cents", "vuv_error") for k in self.keys)
+        self.ref_16k = to_metric_rate(self.reference, sample_rate) if at_16k else None
+        pitched = any(k in ("f0_rmse_cents", "vuv_error") for k in self.keys)
+        self.ref_pitch = pitch_track(self.ref_16k) if pitched else None
 
     def fit(self, estimate) -> torch.Tensor:
         est = _tensor(estimate)
@@ -286,18 +304,24 @@ class PairScorer:
         return torch.nn.functional.pad(est, (0, n - est.shape[-1]))
 
     def score(self, estimate) -> dict[str, float]:
+        """{key: score} for each of this scorer's metrics."""
         est = self.fit(estimate)
-        est_16k = to_metric_rate(est, self.sample_rate)
-        f0, vuv = f0_errors(self.ref_pitch, pitch_track(est_16k))
-        return {
-            "log_mel": log_mel_distance(self.reference, est, self.config),
-            "mr_stft": mr_stft_distance(self.reference, est),
-            "mcd_db": mel_cepstral_distortion(self.reference, est, self.config),
-            "pesq_wb": pesq_wb(self.ref_16k, est_16k),
-            "stoi": stoi_score(self.ref_16k, est_16k),
-            "f0_rmse_cents": f0,
-            "vuv_error": vuv,
-        }
+        est_16k = to_metric_rate(est, self.sample_rate) if self.ref_16k is not None else None
+        out: dict[str, float] = {}
+        for key in self.keys:
+            if key == "log_mel":
+                out[key] = log_mel_distance(self.reference, est, self.config)
+            elif key == "mr_stft":
+                out[key] = mr_stft_distance(self.reference, est)
+            elif key == "mcd_db":
+                out[key] = mel_cepstral_distortion(self.reference, est, self.config)
+            elif key == "pesq_wb":
+                out[key] = pesq_wb(self.ref_16k, est_16k)
+            elif key == "stoi":
+                out[key] = stoi_score(self.ref_16k, est_16k)
+            elif key in ("f0_rmse_cents", "vuv_error") and key not in out:
+                out["f0_rmse_cents"], out["vuv_error"] = f0_errors(self.ref_pitch, pitch_track(est_16k))
+        return {key: out[key] for key in self.keys}
 
 
 # ---- single-clip metrics (no reference) ----
