@@ -29,7 +29,7 @@ class RowShare:
     """Rows [offset, offset + B) of draws made from `generator` for a batch of `total` rows.
 
     Training splits a global batch across processes and accumulation steps (see
-    training.py); a sampler run on one share with a RowShare meets, row for row, the
+    training/step.py); a sampler run on one share with a RowShare meets, row for row, the
     noise it would meet in the whole batch, so the split does not change the result.
     """
     generator: torch.Generator

@@ -3,9 +3,11 @@ quick recipes built from the shipped tiny recipe (audiodiff/recipes/tiny.toml), 
 tiny model trained once per session (`trained_tiny`)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +84,17 @@ def tiny_ckpt(tmp_path_factory) -> Path:
     net = DiffWave.from_recipe(recipe)
     path = tmp_path_factory.mktemp("ckpt") / "step-00000001.pt"
     return save_checkpoint(path, Checkpoint(recipe=recipe, model=net.state_dict(), ema=net.state_dict(), step=1))
+
+
+@contextlib.contextmanager
+def raises_naming(error: type[BaseException], *names: object) -> Iterator[pytest.ExceptionInfo]:
+    """pytest.raises(error), and its message names each of `names` (a key, a file, an
+    option, a value): what the error points at, not how it is worded."""
+    with pytest.raises(error) as info:
+        yield info
+    message = str(info.value)
+    for name in names:
+        assert str(name) in message, (name, message)
 
 
 def tiny_overrides(root: Path, source: str = "folder", **train) -> list[str]:

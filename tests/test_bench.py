@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from conftest import TINY
 from test_eval_cli import run_cli
 
 
+@pytest.mark.slow
 def test_bench_recipe_random_weights(tmp_path, run_main):
     target = tmp_path / "bench.json"
     code, stdout, stderr = run_cli(run_main, "bench", "--recipe", TINY, "--seconds", 0.5, "--steps", "1,2",

@@ -77,6 +77,7 @@ def test_help_lists_commands(run_main):
         assert sub.returncode == 0 and "Usage" in sub.stdout
 
 
+@pytest.mark.slow
 def test_info(trained, run_main):
     result = run_main("info", "-c", trained)
     assert result.returncode == 0, result.stderr
@@ -86,6 +87,7 @@ def test_info(trained, run_main):
     assert "6 layers x 16 channels" in text
 
 
+@pytest.mark.slow
 def test_vocode_mel_npy(tmp_path, trained, run_main):
     mel = MelSpectrogram(load_recipe(TINY).audio)(torch.from_numpy(chirp(0.5, amp=0.3))).numpy()
     frames = mel.shape[-1]
@@ -103,6 +105,7 @@ def test_vocode_mel_npy(tmp_path, trained, run_main):
     assert sf.info(tmp_path / "o" / "m2.wav").frames == frames * 256
 
 
+@pytest.mark.slow
 def test_vocode_audio_keeps_length_and_seed_repeats(tmp_path, trained, run_main):
     wav = chirp(0.4, amp=0.3)  # 8820 samples at 44.1 kHz: 4410 at 22.05 kHz, not a multiple of the hop
     sf.write(tmp_path / "in.wav", wav, 44100)  # resampled to the model's 22050 first
@@ -117,6 +120,7 @@ def test_vocode_audio_keeps_length_and_seed_repeats(tmp_path, trained, run_main)
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_vocode_default_output_name(tmp_path, trained, run_main):
     sf.write(tmp_path / "speech.wav", chirp(0.2, amp=0.3), SR)
     result = run_main("vocode", "speech.wav", "-c", trained, "--device", "cpu", cwd=tmp_path)
@@ -124,6 +128,7 @@ def test_vocode_default_output_name(tmp_path, trained, run_main):
     assert sf.info(tmp_path / "speech.vocoded.wav").frames == round(0.2 * SR)
 
 
+@pytest.mark.slow
 def test_threads_option_limits_torch_and_rejects_zero(tmp_path, trained, unconditional, run_main):
     """--threads N sets torch's intra-op threads; 0 is a one-line error, exit 2, no file written."""
     sf.write(tmp_path / "in.wav", chirp(0.2, amp=0.3), SR)
@@ -148,6 +153,7 @@ def test_threads_option_limits_torch_and_rejects_zero(tmp_path, trained, uncondi
     assert not any(p.name.startswith("bad") for p in tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_sample_lengths_and_numbering(tmp_path, unconditional, run_main):
     result = cli("sample", "--seconds", 0.5, "-c", unconditional, "-o", tmp_path / "one.wav", "--steps", 6,
                  "--device", "cpu")
@@ -167,6 +173,7 @@ def test_sample_lengths_and_numbering(tmp_path, unconditional, run_main):
 
 
 # ----------------------------------------------------------------------------- errors
+@pytest.mark.slow
 def test_missing_input_file(tmp_path, trained):
     missing = tmp_path / "nothere.wav"
     out = tmp_path / "out.wav"
@@ -175,6 +182,7 @@ def test_missing_input_file(tmp_path, trained):
     assert list(tmp_path.iterdir()) == []  # no output, no temp file
 
 
+@pytest.mark.slow
 def test_one_bad_input_stops_before_any_output(tmp_path, trained, run_main):
     good = tmp_path / "good.wav"
     sf.write(good, chirp(0.2, amp=0.3), SR)
@@ -207,6 +215,7 @@ def test_foreign_checkpoint(tmp_path, run_main):
     assert_user_error(run_main("info", "-c", garbage), garbage)
 
 
+@pytest.mark.slow
 def test_wrong_shape_mel(tmp_path, trained, run_main):
     np.save(tmp_path / "mel.npy", np.full((64, 20), -5.0, dtype=np.float32))
     result = run_main("vocode", tmp_path / "mel.npy", "-c", trained, "-o", tmp_path / "out.wav", "--device", "cpu")
@@ -218,6 +227,7 @@ def test_wrong_shape_mel(tmp_path, trained, run_main):
     assert not (tmp_path / "out.wav").exists()
 
 
+@pytest.mark.slow
 def test_model_kind_mismatch(tmp_path, trained, unconditional, run_main):
     sf.write(tmp_path / "in.wav", chirp(0.1), SR)
     assert_user_error(run_main("vocode", tmp_path / "in.wav", "-c", unconditional, "-o", tmp_path / "o.wav"),
@@ -238,6 +248,7 @@ def test_bad_recipe_key(tmp_path, synth_folder, run_main):
     assert_user_error(result, tmp_path / "absent.toml")
 
 
+@pytest.mark.slow
 def test_bad_options(tmp_path, trained, run_main):
     sf.write(tmp_path / "a.wav", chirp(0.1), SR)
     assert_user_error(run_main("vocode", tmp_path / "a.wav", tmp_path / "a.wav", "-c", trained, "-o", tmp_path / "o.wav"),

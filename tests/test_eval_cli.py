@@ -58,6 +58,7 @@ def _linked(report: Path) -> list[str]:
     return re.findall(r"(?:src|href)='([^']+)'", report.read_text(encoding="utf-8"))
 
 
+@pytest.mark.slow
 def test_eval_vocoder_end_to_end(tmp_path, monkeypatch, run_main, vocoder_ckpt, references):
     pytest.importorskip("pesq")
     pytest.importorskip("pystoi")
@@ -115,6 +116,7 @@ def test_eval_vocoder_end_to_end(tmp_path, monkeypatch, run_main, vocoder_ckpt, 
     assert sr == SR and len(wav) == int(1.5 * SR)  # trimmed to the reference's length
 
 
+@pytest.mark.slow
 def test_eval_unconditional(tmp_path, monkeypatch, run_main, generator_ckpt, synth_folder):
     pytest.importorskip("matplotlib")
     pytest.importorskip("pesq")

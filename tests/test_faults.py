@@ -161,6 +161,7 @@ def test_read_only_folder(tmp_path):
 
 
 # ------------------------------------------------------------------ a full disk, for real, in a subprocess
+@pytest.mark.slow
 def test_vocode_full_disk_one_line_no_partial_file(tmp_path, tiny_ckpt):
     sf.write(tmp_path / "in.wav", chirp(1.0, amp=0.3), SR)
     out = tmp_path / "out"
@@ -172,6 +173,7 @@ def test_vocode_full_disk_one_line_no_partial_file(tmp_path, tiny_ckpt):
     assert list(out.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_export_full_disk_one_line_no_partial_file(tmp_path, tiny_ckpt):
     out = tmp_path / "out"
     # the float16 copy is ~700 KB: torch.save's writer fails with a RuntimeError, not an OSError
@@ -253,30 +255,39 @@ def test_sample_cli_names_the_limit(tmp_path, monkeypatch, run_main):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_sample_memory_estimate_bounds_the_peak(tmp_path):
-    """The refusal's estimate (WHOLE_SIGNAL_COPIES float32 copies of the signal, plus
-    HEADROOM) bounds what sampling takes: the peak RSS of a long DDIM sample (the hungrier
-    sampler) in a fresh process, over its RSS before, in copies of the signal."""
+def _sample_peak_rss(seconds: float, count: int) -> tuple[int, int]:
+    """(peak RSS in bytes, sample rate) of a fresh process that samples `count` clips of
+    `seconds` with the tiny generator (DDIM, the hungrier sampler)."""
     script = f"""
 import resource, sys, torch
 sys.path.insert(0, {str(Path(__file__).parent)!r})
 torch.set_num_threads(1)
 from test_faults import tiny_generator
-from audiodiff.memory import HEADROOM, WHOLE_SIGNAL_COPIES
 g = tiny_generator()
-g.generate(0.1, steps=2)
-before = int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize()
-count, seconds = 4, 60
-g.generate(seconds, count=count, steps=2, sampler="ddim")
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-signal = 4 * count * seconds * g.sample_rate
-print((peak - before) / signal, (WHOLE_SIGNAL_COPIES * signal + HEADROOM) / signal)
+g.generate({seconds}, count={count}, steps=2, sampler="ddim")
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, g.sample_rate)
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
                             cwd=REPO_ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert result.returncode == 0, result.stderr
-    copies, budget = (float(x) for x in result.stdout.split())
-    assert 1 < copies <= budget, (copies, budget)
+    peak, rate = (int(x) for x in result.stdout.split())
+    return peak, rate
+
+
+@pytest.mark.slow
+def test_sample_memory_estimate_bounds_the_peak(tmp_path):
+    """The refusal's estimate (WHOLE_SIGNAL_COPIES float32 copies of the signal, plus
+    HEADROOM) bounds what sampling takes: the growth of the peak RSS from a 1 s sample to
+    a 60 s one (4 clips each, separate fresh processes, so start-up peaks cancel), in
+    float32 copies of the added signal."""
+    from audiodiff.memory import HEADROOM, WHOLE_SIGNAL_COPIES
+
+    count = 4
+    short, rate = _sample_peak_rss(1.0, count)
+    long, _ = _sample_peak_rss(60.0, count)
+    added = 4 * count * 59 * rate
+    copies = (long - short) / added
+    assert 1 < copies <= WHOLE_SIGNAL_COPIES + HEADROOM / added, copies
 
 
 # ------------------------------------------------------------------ a run folder another training holds

@@ -14,7 +14,7 @@ from audiodiff.pretrained import (DEFAULTS, KINDS, ModelCard, default_checkpoint
                                   resolve_checkpoint)
 from audiodiff.recipe import load_recipe
 
-from conftest import SR, TINY, sine
+from conftest import SR, TINY, raises_naming, sine
 
 SHIPPED_LIMIT_BYTES = 20 * 10 ** 6  # issue 5: weights 20 MB at most in all
 
@@ -57,13 +57,13 @@ def test_export_refuses_to_overwrite_its_input(trained, run_main):
 def test_bad_model_card_is_one_line(tmp_path):
     card = tmp_path / "vocoder.toml"
     card.write_text('name = "x"\ncolour = "blue"\n')
-    with pytest.raises(CheckpointError, match=r"vocoder\.toml: bad model card \(unknown keys colour\)"):
+    with raises_naming(CheckpointError, card, "colour"):
         ModelCard.load(card)
 
 
 def test_a_checkpoint_argument_is_a_file_or_a_shipped_name(tmp_path, trained, monkeypatch):
     assert resolve_checkpoint(trained) == trained and model_name(trained) == str(trained)
-    with pytest.raises(CheckpointError, match=r"nothing\.pt: checkpoint not found \(or name a shipped model"):
+    with raises_naming(CheckpointError, tmp_path / "nothing.pt"):
         resolve_checkpoint(tmp_path / "nothing.pt")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "vocoder").write_bytes(b"x")  # a file of that name wins over the shipped model

@@ -116,8 +116,8 @@ def test_non_finite_losses_in_a_row_stop_training_with_the_checkpoint_intact(tmp
     result = run_main(*command, "--set", "train.max_nonfinite=3")
     assert result.returncode == 2
     error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(error) == 1 and "training stopped at step 7: 3 steps in a row had a non-finite loss" in error[0]
-    assert f"{out / 'step-00000004.pt'}, is intact" in error[0]
+    assert len(error) == 1 and "step 7" in error[0] and "train.max_nonfinite" in error[0]
+    assert str(out / "step-00000004.pt") in error[0]  # the last checkpoint, intact
     assert result.stderr.count("non-finite loss, step skipped") == 3
     # the last good checkpoint is the newest one, and it loads, for inference and for training
     assert latest_checkpoint(out) == out / "step-00000004.pt"
