@@ -54,12 +54,12 @@ def _train_command(arm: str, run: Path, *extra: str) -> list[str]:
     return command
 
 
-def probe(runs: Path, seconds: int) -> None:
+def probe(runs: Path, seconds: int, arms: list[str]) -> None:
     """Train each arm from scratch for `seconds`, one after the other, with THREADS threads;
     keep its steps per second (the log records after the first, which holds start-up)."""
     speeds = {}
     env = {**os.environ, "OMP_NUM_THREADS": str(THREADS)}
-    for arm in ARMS:
+    for arm in arms:
         with tempfile.TemporaryDirectory() as tmp:
             command = _train_command(arm, Path(tmp) / "run", "train.log_every=20", "train.validate_every=100000")
             subprocess.run(["timeout", "-s", "TERM", str(seconds), *command], cwd=REPO, env=env, check=False,
@@ -70,7 +70,7 @@ def probe(runs: Path, seconds: int) -> None:
             sys.exit(f"{arm}: too few steps in {seconds} s to measure its speed")
         speeds[arm] = sum(rates) / len(rates)
         print(f"{arm}: {speeds[arm]:.3f} steps/s", flush=True)
-    (runs / "speeds.json").write_text(json.dumps(speeds, indent=1))
+        (runs / "speeds.json").write_text(json.dumps(speeds, indent=1))  # after each arm: a cut-short probe keeps what it measured
 
 
 def budget_steps(arm: str, runs: Path, hours: float) -> int:
@@ -160,7 +160,7 @@ def main() -> None:
     if args.what in ("train", "collect") and args.arm is None:
         parser.error(f"{args.what} needs an arm: {', '.join(ARMS)}")
     if args.what == "probe":
-        probe(args.runs, args.probe_seconds)
+        probe(args.runs, args.probe_seconds, [args.arm] if args.arm else list(ARMS))
     elif args.what == "train":
         train(args.arm, args.runs, args.hours)
     elif args.what == "collect":

@@ -14,7 +14,7 @@ from audiodiff.inference_defaults import InferenceDefaults
 from audiodiff.networks.diffwave import DiffWave
 from audiodiff.pretrained import DEFAULTS
 from audiodiff.recipe import Recipe, load_recipe
-from audiodiff.searched_schedule import SearchedSchedule
+from audiodiff.searched_schedule import SearchedSchedule, current_metric_name
 
 from conftest import TINY
 
@@ -192,6 +192,21 @@ def same_payload(a, b) -> bool:
     return type(a) is type(b) and a == b
 
 
+def with_current_metric_names(payload: dict) -> dict:
+    """`payload` with its searched schedules' legacy metric names (pesq, logmel, mrstft)
+    renamed to eval's keys, as loading a checkpoint renames them; nothing else changed."""
+    out = dict(payload)
+    schedules = {}
+    for count, found in payload.get("schedules", {}).items():
+        found = dict(found, metric=current_metric_name(found["metric"]))
+        if "guard" in found:
+            found["guard"] = {current_metric_name(k): v for k, v in found["guard"].items()}
+        schedules[count] = found
+    if "schedules" in payload:
+        out["schedules"] = schedules
+    return out
+
+
 def test_a_file_in_the_old_dict_layout_loads_and_saves_back_unchanged(tmp_path, tiny_state):
     """A checkpoint written before the Checkpoint dataclass: the same plain dict, with
     its inference defaults as flat keys. It loads into typed fields, and writing it
@@ -209,7 +224,9 @@ def test_a_file_in_the_old_dict_layout_loads_and_saves_back_unchanged(tmp_path, 
     assert ckpt.defaults == InferenceDefaults(steps=2, gain_adjust=True, refine=0,
                                               schedules={2: SearchedSchedule.from_dict(SEARCHED)})
     again = save_checkpoint(tmp_path / "again.pt", ckpt)
-    assert same_payload(torch.load(again, weights_only=True), old)
+    saved = torch.load(again, weights_only=True)
+    assert saved["schedules"]["2"]["metric"] == "pesq_wb" and set(saved["schedules"]["2"]["guard"]) == {"log_mel"}
+    assert same_payload(saved, with_current_metric_names(old))
 
 
 def test_inference_defaults_round_trip(tmp_path, tiny_state):
@@ -242,4 +259,4 @@ def test_the_shipped_files_load_and_save_back_unchanged(tmp_path, kind):
     again = torch.load(save_checkpoint(tmp_path / "again.pt", load_checkpoint(DEFAULTS[kind])), weights_only=True)
     # the recipe is written in today's full form (keys added since take their defaults): the same Recipe
     assert Recipe.from_dict(again.pop("recipe")) == Recipe.from_dict(original.pop("recipe"))
-    assert same_payload(again, original)
+    assert same_payload(again, with_current_metric_names(original))

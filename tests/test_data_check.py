@@ -114,10 +114,13 @@ def run_cli(monkeypatch, capsys):
     def run(*args: str) -> tuple[int, str, str]:
         monkeypatch.setattr(sys, "argv", ["audiodiff", *args])
         monkeypatch.setenv("COLUMNS", "200")
-        with pytest.raises(SystemExit) as stop:
+        try:
             main()
+            code = 0
+        except SystemExit as stop:
+            code = stop.code or 0
         out = capsys.readouterr()
-        return stop.value.code or 0, out.out, out.err
+        return code, out.out, out.err
     return run
 
 

@@ -85,7 +85,7 @@ def test_bad_requests_are_one_line(request_, words):
 
 def test_describe_and_equality():
     p = plan(STORED)
-    assert p.describe() == "4 steps, searched schedule (pesq 2.500 on 5 clips), ddim eta 0.7, mel gain adjustment, 2 refinement iterations"
+    assert p.describe() == "4 steps, searched schedule (pesq_wb 2.500 on 5 clips), ddim eta 0.7, mel gain adjustment, 2 refinement iterations"
     assert plan().describe() == f"{VOCODER.diffusion.fast_steps} steps, default schedule, ddpm"
     assert p == plan(STORED) and p != plan(STORED, steps=3) and p != plan(STORED, eta=0.6)
     assert torch.equal(p.schedule.betas, plan(STORED).schedule.betas)
