@@ -255,39 +255,44 @@ def test_sample_cli_names_the_limit(tmp_path, monkeypatch, run_main):
     assert list(tmp_path.iterdir()) == []
 
 
-def _sample_peak_rss(seconds: float, count: int) -> tuple[int, int]:
-    """(peak RSS in bytes, sample rate) of a fresh process that samples `count` clips of
-    `seconds` with the tiny generator (DDIM, the hungrier sampler)."""
-    script = f"""
-import resource, sys, torch
-sys.path.insert(0, {str(Path(__file__).parent)!r})
+MEMORY_SCRIPT = """
+import sys, torch
+sys.path.insert(0, {tests!r})
 torch.set_num_threads(1)
 from test_faults import tiny_generator
+
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
 g = tiny_generator()
+g.generate(0.1, steps=2)
+open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current RSS
+before = status("VmRSS")
 g.generate({seconds}, count={count}, steps=2, sampler="ddim")
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, g.sample_rate)
+print(status("VmHWM") - before, g.sample_rate)
 """
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                            cwd=REPO_ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"))
-    assert result.returncode == 0, result.stderr
-    peak, rate = (int(x) for x in result.stdout.split())
-    return peak, rate
 
 
 @pytest.mark.slow
 def test_sample_memory_estimate_bounds_the_peak(tmp_path):
     """The refusal's estimate (WHOLE_SIGNAL_COPIES float32 copies of the signal, plus
-    HEADROOM) bounds what sampling takes: the growth of the peak RSS from a 1 s sample to
-    a 60 s one (4 clips each, separate fresh processes, so start-up peaks cancel), in
-    float32 copies of the added signal."""
+    HEADROOM) bounds what sampling takes: in a fresh process, the peak RSS of a long DDIM
+    sample (the hungrier sampler) over the RSS just before it (the peak is reset there, so
+    start-up peaks do not count), in float32 copies of the signal."""
     from audiodiff.memory import HEADROOM, WHOLE_SIGNAL_COPIES
 
-    count = 4
-    short, rate = _sample_peak_rss(1.0, count)
-    long, _ = _sample_peak_rss(60.0, count)
-    added = 4 * count * 59 * rate
-    copies = (long - short) / added
-    assert 1 < copies <= WHOLE_SIGNAL_COPIES + HEADROOM / added, copies
+    if not os.access("/proc/self/clear_refs", os.W_OK):
+        pytest.skip("the peak RSS cannot be reset here (/proc/self/clear_refs)")
+    count, seconds = 4, 60
+    script = MEMORY_SCRIPT.format(tests=str(Path(__file__).parent), seconds=seconds, count=count)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                            cwd=REPO_ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert result.returncode == 0, result.stderr
+    grown, rate = (int(x) for x in result.stdout.split())
+    signal = 4 * count * seconds * rate
+    copies = grown / signal
+    assert 1 < copies <= WHOLE_SIGNAL_COPIES + HEADROOM / signal, copies
 
 
 # ------------------------------------------------------------------ a run folder another training holds
