@@ -414,8 +414,7 @@ def _describe(out: Console, ckpt: Path, card, data) -> None:
         if card.quality:
             say(f"  quality: {card.quality}")
     say(f"  audio: {r.audio.sample_rate} Hz, preset {r.audio.preset}, {r.audio.n_mels} mels, hop {r.audio.hop_length}")
-    say(f"  model: {r.model.residual_layers} layers x {r.model.residual_channels} channels, "
-        f"dilation cycle {r.model.dilation_cycle}, {params / 1e6:.2f} M parameters")
+    say(f"  model: {r.model.describe()}, {params / 1e6:.2f} M parameters")
     say(f"  diffusion: {r.diffusion.schedule} x {r.diffusion.steps}, fast schedule {len(r.diffusion.fast_betas)} steps")
     if not card:
         say(f"  data: {r.data.source} at {r.data.root}")

@@ -107,6 +107,14 @@ class ModelConfig:
     expansion: int = 3
     block_kernel: int = 7
 
+    def describe(self) -> str:
+        """The network's size in words, by family: '12 x 32 DiffWave, dilation cycle 10'."""
+        if self.family == "frames":
+            return (f"frames: {self.blocks} ConvNeXt blocks x {self.channels} channels, MLP x{self.expansion}, "
+                    f"kernel {self.block_kernel}, target {self.target}")
+        return (f"DiffWave: {self.residual_layers} layers x {self.residual_channels} channels, "
+                f"dilation cycle {self.dilation_cycle}")
+
     def validate(self, where: str) -> None:
         _check(self.family in NETWORK_FAMILIES, where, "model.family",
                f"must be one of {', '.join(repr(f) for f in NETWORK_FAMILIES)}, got {self.family!r}")

@@ -176,3 +176,9 @@ def test_init_from_a_frames_checkpoint_keeps_the_family(tmp_path):
     vocoder = Vocoder.from_checkpoint(path)
     for key, value in net.state_dict().items():
         assert torch.equal(vocoder.network.state_dict()[key], value)
+
+
+def test_info_describes_the_network_by_its_family():
+    frames = load_recipe("kathleen-frames").model.describe()
+    assert frames.startswith("frames: 8 ConvNeXt blocks x 192 channels") and "layers" not in frames
+    assert load_recipe("kathleen").model.describe() == "DiffWave: 12 layers x 32 channels, dilation cycle 10"

@@ -214,7 +214,7 @@ def run_bench(*, checkpoint: str | Path | None = None, recipe: str | Path | None
                 sampler=sampler,
                 source="checkpoint" if checkpoint is not None else "recipe (random weights)",
                 checkpoint=base["checkpoint"], recipe=base["recipe"], overrides=list(overrides),
-                model=f"{m.residual_layers} layers x {m.residual_channels} channels, cycle {m.dilation_cycle}",
+                model=m.describe(),
                 n_params=results[0]["n_params"], sample_rate=parsed.audio.sample_rate, seconds=float(seconds),
                 runs=runs, warmup=warmup, timestamp=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     if dev.type == "cuda":
