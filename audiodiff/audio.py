@@ -165,9 +165,11 @@ class MelSpectrogram(nn.Module):
         fold = dict(output_size=(1, total), kernel_size=(1, cfg.n_fft), stride=(1, cfg.hop_length))
         signal = torch.nn.functional.fold(chunks, **fold)[:, 0, 0]
         key = (frames, window.dtype, window.device)
-        if key not in self._ola_norms:  # the same for every call of this length: a projection per sampling step
-            self._ola_norms = {key: torch.nn.functional.fold(
-                (window ** 2)[None, :, None].expand(1, -1, frames), **fold)[0, 0, 0].clamp(min=1e-8)}
+        if key not in self._ola_norms:  # the same for every call of this length: chunked inference has 2-3 lengths
+            if len(self._ola_norms) >= OLA_NORMS_KEPT:
+                self._ola_norms.pop(next(iter(self._ola_norms)))  # the oldest length
+            self._ola_norms[key] = torch.nn.functional.fold(
+                (window ** 2)[None, :, None].expand(1, -1, frames), **fold)[0, 0, 0].clamp(min=1e-8)
         norm = self._ola_norms[key]
         left = self._pad()
         out = signal[:, left:left + samples] / norm[left:left + samples]
@@ -188,6 +190,10 @@ class MelSpectrogram(nn.Module):
         db = 20 * torch.log10(torch.clamp(mel, min=MEL_FLOOR)) - 20
         return torch.clamp((db + 100) / 100, 0.0, 1.0)
 
+
+#: Overlap-add norms `MelSpectrogram.istft` keeps, one per signal length: a chunked pass
+#: uses a whole chunk, a last chunk and a margin-trimmed first chunk.
+OLA_NORMS_KEPT = 4
 
 #: The smallest linear mel magnitude `MelSpectrogram.compress` keeps (both presets).
 MEL_FLOOR = 1e-5

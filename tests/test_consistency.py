@@ -42,6 +42,22 @@ def test_stft_pair_inverts_exactly(config):
     assert (transform.istft(spec, 5000) - x).abs().max() < 1e-12
 
 
+def test_istft_keeps_a_norm_per_length_and_inverts_each():
+    """Chunked inference alternates 2-3 signal lengths: each keeps its overlap-add norm
+    (no recompute per call), the oldest goes past OLA_NORMS_KEPT, and every length still
+    inverts exactly."""
+    from audiodiff.audio import OLA_NORMS_KEPT
+
+    transform = MelSpectrogram(PRESETS[0])
+    lengths = [5000, 7000, 5000, 9000, 7000] + [1000 * k for k in range(10, 10 + OLA_NORMS_KEPT)]
+    for i, samples in enumerate(lengths):
+        x = torch.randn(samples, generator=torch.Generator().manual_seed(i), dtype=torch.float64) * 0.3
+        assert (transform.istft(transform.stft(x), samples) - x).abs().max() < 1e-12
+        if i == 4:
+            assert len(transform._ola_norms) == 3  # 5000, 7000, 9000: none recomputed
+    assert len(transform._ola_norms) == OLA_NORMS_KEPT
+
+
 @pytest.mark.parametrize("config", PRESETS, ids=list(MEL_PRESETS))
 def test_stft_frames_are_the_conventions_frames(config):
     """Frame i of `stft` is frame i of the convention's own code: HiFi-GAN reflect-pads
