@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from audiodiff.errors import OutputError
+from audiodiff.errors import OutputError, first_line
 
 # Causes that free space cannot be the reason for: their message says it all.
 _CLEAR = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST,
@@ -80,7 +80,7 @@ def write_failure(exc: BaseException, path: Path) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         reason = exc.strerror
     else:  # torch.save's C++ writer prefixes the source line of its check: drop it
-        first = (str(exc).strip().splitlines() or [""])[0]
+        first = first_line(exc)
         reason = re.sub(r"^\[enforce fail at [^\]]*\]\s*\.?\s*", "", first)[:160] or type(exc).__name__
     if getattr(exc, "errno", None) in _CLEAR:
         return reason

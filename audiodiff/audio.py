@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from audiodiff.atomic import atomic_path
-from audiodiff.errors import AudioError
+from audiodiff.errors import AudioError, first_line
 from audiodiff.recipe import AudioConfig
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif", ".au")
@@ -52,8 +52,7 @@ def _load_with_librosa(path: Path) -> tuple[np.ndarray, int]:
             warnings.simplefilter("ignore")
             wav, sr = librosa.load(str(path), sr=None, mono=True)
     except Exception as exc:  # noqa: BLE001
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise AudioError(f"{path}: cannot read audio ({reason})") from None
+        raise AudioError(f"{path}: cannot read audio ({first_line(exc)})") from None
     return wav.astype(np.float32), int(sr)
 
 
@@ -359,8 +358,7 @@ def load_mel(path: str | Path) -> torch.Tensor:
         else:
             mel = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - numpy and torch raise many types for bad files
-        reason = str(exc).splitlines()[0][:100] if str(exc) else type(exc).__name__
-        raise AudioError(f"{path}: cannot read mel ({reason})") from None
+        raise AudioError(f"{path}: cannot read mel ({first_line(exc, 100)})") from None
     if not isinstance(mel, torch.Tensor):
         raise AudioError(f"{path}: expected a tensor, found {type(mel).__name__}")
     if mel.dim() == 3 and mel.shape[0] == 1:

@@ -40,7 +40,7 @@ from typing import Any
 import torch
 
 from audiodiff.atomic import atomic_path
-from audiodiff.errors import CheckpointError, RecipeError
+from audiodiff.errors import CheckpointError, RecipeError, first_line
 from audiodiff.inference_defaults import InferenceDefaults
 from audiodiff.recipe import Recipe
 from audiodiff.searched_schedule import SearchedSchedule
@@ -110,8 +110,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{path}: not an audiodiff checkpoint (it holds pickled objects "
                               f"that are not loaded for safety)") from None
     except Exception as exc:  # noqa: BLE001 - a damaged file can make the unpickler raise anything
-        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"{path}: cannot read checkpoint, corrupt or truncated ({reason})") from None
+        raise CheckpointError(f"{path}: cannot read checkpoint, corrupt or truncated ({first_line(exc, 120)})") from None
     return _from_payload(path, data)
 
 

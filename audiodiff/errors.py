@@ -5,6 +5,14 @@ audio, a mel of the wrong shape, a foreign checkpoint, a full disk, a locked run
 folder) is raised as an `AudiodiffError` whose message is one line naming the file or
 key. The CLI prints that line and exits with code 2; API users can catch the class.
 """
+from __future__ import annotations
+
+
+def first_line(exc: BaseException, limit: int | None = None) -> str:
+    """The first line of `exc`'s message (at most `limit` characters), or its class name
+    when the message is empty: how another library's error is quoted inside one of ours."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
 
 
 class AudiodiffError(Exception):

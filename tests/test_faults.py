@@ -24,7 +24,7 @@ import torch
 
 from audiodiff.atomic import append_text, atomic_path, check_writable
 from audiodiff.audio import save_audio, save_mel
-from audiodiff.errors import AudiodiffError, MemoryBudgetError, OutputError, RunFolderLocked
+from audiodiff.errors import AudiodiffError, MemoryBudgetError, OutputError, RunFolderLocked, first_line
 from audiodiff.pretrained import DEFAULTS
 from audiodiff.recipe import load_recipe
 from audiodiff.run_lock import LOCK_NAME, lock_run_folder
@@ -32,6 +32,14 @@ from audiodiff.run_lock import LOCK_NAME, lock_run_folder
 from conftest import REPO_ROOT, SR, THREADS, TINY, chirp, tiny_overrides, train_run
 
 ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_first_line_quotes_one_line_of_a_foreign_error():
+    """How every one-line error quotes another library's exception: its first line, cut
+    to the limit, or its class name when it says nothing."""
+    assert first_line(ValueError("  bad header\n  at byte 12\n")) == "bad header"
+    assert first_line(RuntimeError("x" * 300), 120) == "x" * 120
+    assert first_line(KeyError()) == "KeyError" and first_line(OSError("\n")) == "OSError"
 
 
 def cli(*args, file_limit: int | None = None, cache: Path | None = None,

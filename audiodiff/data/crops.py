@@ -16,6 +16,7 @@ from torch.utils.data import Dataset, Sampler
 
 from audiodiff.audio import load_audio, resample
 from audiodiff.data.sources import Clip
+from audiodiff.errors import first_line
 
 #: Native samples read beyond each end of a crop before resampling it, per unit of
 #: the down-sampling ratio: enough for soxr's HQ filter to settle (the crop then
@@ -85,8 +86,7 @@ class CropDataset(Dataset):
             except Exception as exc:  # noqa: BLE001 - any read failure: warn, use another clip
                 if i not in self._failed:
                     self._failed.add(i)
-                    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                    print(f"warning: skipping {self.clips[i].path} during training: {reason}",
+                    print(f"warning: skipping {self.clips[i].path} during training: {first_line(exc)}",
                           file=sys.stderr, flush=True)
         return torch.zeros(1, self.segment + 2 * self.context)
 

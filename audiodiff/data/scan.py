@@ -22,6 +22,7 @@ import numpy as np
 import soundfile as sf
 
 from audiodiff.atomic import atomic_path
+from audiodiff.errors import first_line
 
 #: A file whose peak is below this is silent: -80 dBFS, about 3 steps of 16-bit audio.
 #: (The quietest real take in ../shared/data, an FSDD digit, peaks near -40 dBFS.)
@@ -71,7 +72,7 @@ def inspect_file(path: str | Path) -> FileScan:
         try:
             rate, channels, frames, peak, finite = _decode_librosa(path)
         except Exception:  # noqa: BLE001
-            return FileScan(path, problem="unreadable", reason=_first_line(exc))
+            return FileScan(path, problem="unreadable", reason=first_line(exc, 160))
     result = FileScan(path, rate, channels, frames, peak)
     if frames == 0:
         return FileScan(path, rate, channels, 0, 0.0, problem="empty")
@@ -164,11 +165,6 @@ def _save_scan_cache(cache_file: Path, results: list[FileScan], stamps: dict) ->
         files[str(r.path)] = {"stamp": stamps[str(r.path)], "scan": scan}
     with atomic_path(cache_file) as tmp:
         tmp.write_text(json.dumps({"version": _SCAN_VERSION, "files": files}), encoding="utf-8")
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:160] if text else type(exc).__name__
 
 
 def _dbfs(peak: float) -> str:

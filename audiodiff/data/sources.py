@@ -30,7 +30,7 @@ import soundfile as sf
 
 from audiodiff.atomic import atomic_path
 from audiodiff.audio import AUDIO_SUFFIXES
-from audiodiff.errors import AudiodiffError
+from audiodiff.errors import AudiodiffError, first_line
 from audiodiff.recipe import DataConfig
 
 SPLITS = ("train", "validation", "test")
@@ -186,7 +186,7 @@ def scan_clips(paths: list[Path], min_seconds: float, warn) -> list[Clip]:
         try:
             info = sf.info(str(path))
         except Exception as exc:  # noqa: BLE001 - any header failure means the file is unusable
-            warn(f"skipping {path}: unreadable ({str(exc).splitlines()[0] if str(exc) else 'error'})")
+            warn(f"skipping {path}: unreadable ({first_line(exc)})")
             continue
         if info.frames < max(1, min_seconds * info.samplerate):
             warn(f"skipping {path}: shorter than {min_seconds} s")

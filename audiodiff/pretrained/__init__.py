@@ -12,7 +12,7 @@ import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from audiodiff.errors import AudioError, CheckpointError
+from audiodiff.errors import AudioError, CheckpointError, first_line
 
 HERE = Path(__file__).parent
 KINDS = ("vocoder", "generator")
@@ -43,7 +43,7 @@ class ModelCard:
                 raise ValueError(f"unknown keys {', '.join(sorted(unknown))}")
             return cls(**table)
         except (OSError, ValueError, TypeError) as exc:
-            raise CheckpointError(f"{path}: bad model card ({str(exc).splitlines()[0]})") from None
+            raise CheckpointError(f"{path}: bad model card ({first_line(exc)})") from None
 
 
 def default_checkpoint(kind: str) -> Path:
