@@ -69,6 +69,14 @@ def make_betas(kind: str, steps: int, beta_start: float, beta_end: float) -> tor
     raise ValueError(f"unknown schedule {kind!r}")
 
 
+def geometric_betas(first: float, last: float, steps: int) -> torch.Tensor:
+    """[steps] float64 betas spaced evenly in log from `first` to `last` (one step: `last`):
+    the default rule below the fast schedule's length, and schedule search's grid."""
+    if steps == 1:
+        return torch.tensor([float(last)], dtype=torch.float64)
+    return torch.logspace(math.log10(first), math.log10(last), steps, dtype=torch.float64)
+
+
 def training_schedule(config: DiffusionConfig) -> Schedule:
     """The schedule the network is trained on (DiffWave base: 50 linear betas 1e-4..0.05)."""
     return Schedule(make_betas(config.schedule, config.steps, config.beta_start, config.beta_end))
@@ -91,10 +99,7 @@ def inference_schedule(config: DiffusionConfig, steps: int) -> Schedule:
     if steps == config.fast_steps:
         return Schedule.from_betas(fast)
     if steps < config.fast_steps:
-        if steps == 1:
-            return Schedule.from_betas([fast[-1]])
-        return Schedule.from_betas(torch.logspace(math.log10(fast[0]), math.log10(fast[-1]), steps,
-                                                  dtype=torch.float64))
+        return Schedule.from_betas(geometric_betas(fast[0], fast[-1], steps))
     if steps >= len(train):
         return train
     return subsampled(train, steps)

@@ -50,7 +50,7 @@ import torch
 from audiodiff.atomic import check_writable
 from audiodiff.audio import load_audio
 from audiodiff.checkpoint import Checkpoint, load_checkpoint, save_searched_copy
-from audiodiff.diffusion import Schedule, inference_schedule, subsampled, training_schedule
+from audiodiff.diffusion import Schedule, geometric_betas, inference_schedule, subsampled, training_schedule
 from audiodiff.errors import AudiodiffError
 from audiodiff.evaluation.evaluate import collect_audio, parse_steps
 from audiodiff.evaluation.metrics import PAIR_METRICS, Metric, PairScorer, finite_mean
@@ -81,6 +81,11 @@ class Candidate:
     @classmethod
     def of(cls, schedule: Schedule, sampler: str = "ddpm", eta: float = 0.0) -> Candidate:
         return cls(tuple(float(b) for b in schedule.betas), sampler, eta)
+
+    @classmethod
+    def geometric(cls, first: float, last: float, steps: int) -> Candidate:
+        """DDPM on `steps` betas spaced evenly in log from `first` to `last` (diffusion.geometric_betas)."""
+        return cls(tuple(float(b) for b in geometric_betas(first, last, steps)))
 
 
 Scores = dict[str, float]  # metric name -> mean over the clips
@@ -216,17 +221,10 @@ def baseline_candidates(vocoder: Vocoder, steps: int) -> dict[str, Candidate]:
             "ddim": Candidate.of(rule, "ddim", 0.0)}
 
 
-def geometric(first: float, last: float, steps: int) -> tuple[float, ...]:
-    """Betas [steps] spaced evenly in log between `first` and `last` (one step: `last`)."""
-    if steps == 1:
-        return (float(last),)
-    return tuple(float(b) for b in np.logspace(math.log10(first), math.log10(last), steps))
-
-
 def grid_candidates(steps: int) -> list[Candidate]:
     """WaveGrad-style grid over the two ends of geometric beta schedules, DDPM steps."""
     firsts = GRID_FIRST if steps > 1 else GRID_FIRST[:1]
-    return [Candidate(geometric(f, l, steps)) for f in firsts for l in GRID_LAST]
+    return [Candidate.geometric(f, l, steps) for f in firsts for l in GRID_LAST]
 
 
 def last_step_candidates(candidate: Candidate) -> list[Candidate]:

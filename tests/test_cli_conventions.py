@@ -314,11 +314,11 @@ def test_search_ranks_by_any_of_evals_paired_metrics(tiny_ckpt):
     """Schedule search scores with eval's own scorer (metrics.PairScorer), so any paired
     metric can rank or guard; a legacy short name is read as its key."""
     from audiodiff.inference import Vocoder
-    from audiodiff.schedule_search import Candidate, ClipScorer, geometric
+    from audiodiff.schedule_search import Candidate, ClipScorer
 
     vocoder = Vocoder.from_checkpoint(tiny_ckpt)
     scorer = ClipScorer(vocoder, [torch.from_numpy(chirp(0.4, amp=0.3))], "mcd_db", guard=["stoi", "logmel"])
     assert (scorer.metric, scorer.guard, scorer.higher_is_better) == ("mcd_db", ("stoi", "log_mel"), False)
-    scores = scorer.score_all(Candidate(geometric(1e-4, 0.5, 2)))
+    scores = scorer.score_all(Candidate.geometric(1e-4, 0.5, 2))
     assert set(scores) == {"mcd_db", "stoi", "log_mel"} and scores["mcd_db"] > 0
     assert ClipScorer(vocoder, [torch.zeros(2048)], "pesq").higher_is_better

@@ -9,8 +9,9 @@ import torch
 from audiodiff.checkpoint import load_checkpoint, save_searched_copy
 from audiodiff.diffusion import Schedule, inference_schedule
 from audiodiff.errors import AudiodiffError, CheckpointError
+from audiodiff.recipe import DiffusionConfig
 from audiodiff.inference import Vocoder
-from audiodiff.schedule_search import (LAST_STEP_FACTORS, ClipScorer, Candidate, baseline_candidates, geometric,
+from audiodiff.schedule_search import (LAST_STEP_FACTORS, ClipScorer, Candidate, baseline_candidates,
                                        grid_candidates, last_step_candidates, perturb, search)
 from audiodiff.searched_schedule import GuardScore, SearchedSchedule
 
@@ -28,11 +29,14 @@ def clips(tmp_path_factory):
 
 
 def test_geometric_and_grid_shapes():
-    betas = geometric(1e-4, 0.5, 4)
+    betas = Candidate.geometric(1e-4, 0.5, 4).betas
     assert len(betas) == 4 and betas[0] == pytest.approx(1e-4) and betas[-1] == pytest.approx(0.5)
     assert np.allclose(np.diff(np.log10(betas)), np.log10(0.5 / 1e-4) / 3)
-    assert geometric(1e-3, 0.3, 1) == (0.3,)
+    assert Candidate.geometric(1e-3, 0.3, 1).betas == (0.3,)
     assert {len(c.betas) for c in grid_candidates(3)} == {3}
+    # one definition of geometric betas: the grid's are the default rule's, to the bit
+    fast = inference_schedule(DiffusionConfig(), 4)
+    assert Candidate.geometric(1e-4, 0.5, 4).betas == tuple(fast.betas.tolist())
     assert len(grid_candidates(3)) == 15 and len(grid_candidates(1)) == 5
 
 
@@ -49,7 +53,7 @@ def test_last_step_candidates_move_only_the_least_noisy_beta():
 
 
 def test_perturb_stays_valid_and_is_seeded():
-    start = Candidate(geometric(1e-4, 0.5, 6), "ddim", 0.5)
+    start = Candidate(Candidate.geometric(1e-4, 0.5, 6).betas, "ddim", 0.5)
     a = [perturb(start, 2.0, np.random.default_rng(7)) for _ in range(3)]
     b = [perturb(start, 2.0, np.random.default_rng(7)) for _ in range(3)]
     assert a == b
@@ -198,7 +202,7 @@ def test_guard_scores_come_from_the_same_vocoding(tiny_ckpt, clips):
     audio = [torch.from_numpy(sf.read(p, dtype="float32")[0]) for p in clips]
     scorer = ClipScorer(vocoder, audio, "log_mel", guard=["mr_stft", "log_mel"])
     assert scorer.guard == ("mr_stft",)  # the metric itself is no guard
-    candidate = Candidate(geometric(1e-4, 0.5, 3))
+    candidate = Candidate.geometric(1e-4, 0.5, 3)
     calls = []
     vocode = vocoder.vocode
     vocoder.vocode = lambda *a, **k: calls.append(1) or vocode(*a, **k)
