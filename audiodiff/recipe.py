@@ -94,6 +94,10 @@ class ModelConfig:
     `target` is what the network's raw output estimates ("eps" the noise, "x0" the
     clean signal, "v"); every network hands samplers a noise estimate, and the
     training loss is taken on the target. DiffWave predicts "eps" only.
+    `input_mask` (frames, target "x0"): the head also predicts a gain in [0, 1] per STFT
+    bin and frame that passes the noisy input, divided by its signal level, into the
+    clean estimate beside the generated spectrum (a learned per-bin skip, like a Wiener
+    gain), so the network can keep what the input already holds at low noise.
     """
     family: str = "diffwave"
     conditional: bool = True
@@ -106,12 +110,14 @@ class ModelConfig:
     blocks: int = 8
     expansion: int = 3
     block_kernel: int = 7
+    input_mask: bool = False
 
     def describe(self) -> str:
         """The network's size in words, by family: '12 x 32 DiffWave, dilation cycle 10'."""
         if self.family == "frames":
             return (f"frames: {self.blocks} ConvNeXt blocks x {self.channels} channels, MLP x{self.expansion}, "
-                    f"kernel {self.block_kernel}, target {self.target}")
+                    f"kernel {self.block_kernel}, target {self.target}"
+                    + (", input mask" if self.input_mask else ""))
         return (f"DiffWave: {self.residual_layers} layers x {self.residual_channels} channels, "
                 f"dilation cycle {self.dilation_cycle}")
 
@@ -122,6 +128,8 @@ class ModelConfig:
                f"must be one of {', '.join(repr(t) for t in TARGETS)}, got {self.target!r}")
         _check(self.family != "diffwave" or self.target == "eps", where, "model.target",
                "must be 'eps' for the diffwave family (it predicts the noise)")
+        _check(not self.input_mask or (self.family == "frames" and self.target == "x0"), where,
+               "model.input_mask", "needs model.family = 'frames' and model.target = 'x0'")
         for key in ("residual_layers", "residual_channels", "dilation_cycle", "channels", "blocks", "expansion"):
             _check(getattr(self, key) > 0, where, f"model.{key}", "must be positive")
         _check(self.kernel_size % 2 == 1 and self.kernel_size > 1, where, "model.kernel_size",

@@ -18,7 +18,7 @@ from audiodiff.recipe import NETWORK_FAMILIES, load_recipe
 from audiodiff.schedule_search import ClipScorer, search
 from audiodiff.targets import eps_from, target_from_eps
 
-from conftest import SR, TINY, chirp, read_metrics, sine, tiny_overrides, train_run
+from conftest import SR, TINY, chirp, raises_naming, read_metrics, sine, tiny_overrides, train_run
 
 FRAMES = ["model.family='frames'", "model.channels=16", "model.blocks=2", "model.expansion=2",
           "model.target='x0'"]
@@ -95,7 +95,8 @@ def test_x0_loss_is_zero_for_a_perfect_clean_estimate():
 @pytest.mark.parametrize("bad, key", [("model.family='wavenet'", "model.family"),
                                       ("model.target='score'", "model.target"),
                                       ("model.block_kernel=4", "model.block_kernel"),
-                                      ("model.channels=0", "model.channels")])
+                                      ("model.channels=0", "model.channels"),
+                                      ("model.input_mask=1", "model.input_mask")])
 def test_bad_recipe_value_names_the_key(bad, key):
     with pytest.raises(RecipeError) as err:
         load_recipe(TINY, tiny_overrides(Path("/x")) + FRAMES + [bad])
@@ -103,13 +104,41 @@ def test_bad_recipe_value_names_the_key(bad, key):
     assert key in message and "\n" not in message and str(TINY) in message
 
 
+def test_input_mask_passes_the_input_through_at_full_gain():
+    """With the mask fully open and the generated spectrum silent, the clean estimate is
+    the noisy input divided by its signal level (the STFT pair inverts exactly); with the
+    mask shut it is silence. Without `input_mask` there is no mask head."""
+    assert build_network(frames_recipe()).mask_head is None
+    net = build_network(frames_recipe("model.input_mask=true")).eval()
+    g = torch.Generator().manual_seed(0)
+    noisy = torch.randn(2, 1, 10 * HOP, generator=g) * 0.2
+    level = torch.tensor([0.4, 0.95])
+    cond = net.condition(torch.randn(2, 80, 10, generator=g) - 5)
+    with torch.no_grad():
+        net.head.weight.zero_()
+        net.head.bias.fill_(-30.0)  # magnitude e^-30: silent
+        net.mask_head.weight.zero_()
+        for bias, expected in ((30.0, noisy / level.view(-1, 1, 1)), (-30.0, torch.zeros_like(noisy))):
+            net.mask_head.bias.fill_(bias)
+            eps = net(noisy, level, cond)
+            x0 = target_from_eps(eps, noisy, level.view(-1, 1, 1), "x0")
+            assert float((x0 - expected).abs().max()) < 1e-4
+
+
+@pytest.mark.parametrize("target", ["eps", "v"])
+def test_input_mask_needs_the_x0_target(target):
+    with raises_naming(RecipeError, "model.input_mask"):
+        frames_recipe(f"model.target='{target}'", "model.input_mask=true")
+
+
 def test_diffwave_predicts_noise_only():
     with pytest.raises(RecipeError, match="model.target"):
         load_recipe(TINY, tiny_overrides(Path("/x")) + ["model.target='x0'"])
 
 
-def test_chunked_vocoding_equals_whole_signal():
-    recipe = frames_recipe()
+@pytest.mark.parametrize("mask", [False, True], ids=["head", "input-mask"])
+def test_chunked_vocoding_equals_whole_signal(mask):
+    recipe = frames_recipe(f"model.input_mask={str(mask).lower()}")
     torch.manual_seed(0)
     vocoder = Vocoder(perturbed(build_network(recipe)), recipe)
     mel = vocoder.mel(torch.from_numpy(chirp(6.0)))
@@ -124,8 +153,9 @@ def test_chunked_vocoding_equals_whole_signal():
     assert float(whole.abs().max()) > 1e-3  # not trivially equal
 
 
-def test_chunked_sampling_equals_whole_signal():
-    recipe = frames_recipe("model.conditional=false")
+@pytest.mark.parametrize("mask", [False, True], ids=["head", "input-mask"])
+def test_chunked_sampling_equals_whole_signal(mask):
+    recipe = frames_recipe("model.conditional=false", f"model.input_mask={str(mask).lower()}")
     generator = Generator(perturbed(build_network(recipe)), recipe)
     generator.chunk_samples = 1
     chunked = generator.generate(6.0, steps=2, seed=3)

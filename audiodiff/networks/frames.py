@@ -11,7 +11,9 @@ STFT frames framed exactly as the mel (`MelSpectrogram.stft`: frame i covers sam
 2. beside it the mel, brought to about zero mean and unit spread (`MEL_INPUT_NORM`);
 3. a kernel-3 input convolution, then `blocks` ConvNeXt blocks (depthwise conv,
    layer norm whose scale and shift come from the noise level, pointwise MLP);
-4. a head predicting log-magnitude and phase per bin (as in Vocos), the inverse STFT
+4. a head predicting log-magnitude and phase per bin (as in Vocos), and with
+   `input_mask` a gain in [0, 1] per bin that passes the noisy input's STFT (divided by
+   its signal level) into the estimate beside that spectrum; the inverse STFT
    (`MelSpectrogram.istft`) back to `[B, 1, T]`;
 5. that waveform is the estimate of `config.target` (eps, x0 or v), turned into a
    noise estimate for the samplers (targets.py).
@@ -94,6 +96,12 @@ class FrameDenoiser(nn.Module):
         with torch.no_grad():
             self.head.bias.zero_()
             self.head.bias[:bins] = INITIAL_LOG_MAGNITUDE
+        # The network is narrower than the STFT (channels < 2 * bins), so it cannot carry the
+        # input's per-bin phase through; the mask passes it around the blocks. Starts at 1/2.
+        self.mask_head = nn.Linear(c, bins) if config.input_mask else None
+        if self.mask_head is not None:
+            nn.init.normal_(self.mask_head.weight, std=1e-3)
+            nn.init.zeros_(self.mask_head.bias)
 
     @classmethod
     def from_recipe(cls, recipe: Recipe) -> FrameDenoiser:
@@ -115,9 +123,9 @@ class FrameDenoiser(nn.Module):
             raise ValueError("this model is unconditional: it takes no mel")
         return (mel - self.mel_shift) / self.mel_scale
 
-    def _features(self, audio: torch.Tensor) -> torch.Tensor:
-        """[B, 1, T] -> compressed real/imag STFT features [B, 2 * bins, frames]."""
-        spec = self.stft.stft(audio[:, 0].float()) * self.unit
+    def _features(self, spec: torch.Tensor) -> torch.Tensor:
+        """The input's STFT [B, bins, frames] -> compressed real/imag features [B, 2 * bins, frames]."""
+        spec = spec * self.unit
         spec = spec * spec.abs().clamp(min=1e-4).pow(INPUT_COMPRESSION - 1)
         return torch.cat([spec.real, spec.imag], dim=1)
 
@@ -125,7 +133,8 @@ class FrameDenoiser(nn.Module):
                 cond: torch.Tensor | None = None) -> torch.Tensor:
         if self.conditional and cond is None:
             raise ValueError("a conditional model needs `cond` (from condition(mel))")
-        x = self._features(audio)
+        noisy_spec = self.stft.stft(audio[:, 0].float())  # [B, bins, frames]
+        x = self._features(noisy_spec)
         if self.conditional:
             frames = x.shape[-1]
             if cond.shape[-1] != frames:
@@ -135,9 +144,12 @@ class FrameDenoiser(nn.Module):
         noise = self.embedding(noise_level)
         for block in self.blocks:
             x = block(x, noise)
-        h = self.head(self.final_norm(x.transpose(1, 2))).transpose(1, 2)  # [B, 2 * bins, N]
-        log_mag, phase = h.float().split(self.bins, dim=1)
+        features = self.final_norm(x.transpose(1, 2))  # [B, N, C]
+        log_mag, phase = self.head(features).transpose(1, 2).float().split(self.bins, dim=1)  # [B, bins, N] each
         mag = torch.exp(log_mag.clamp(max=MAX_LOG_MAGNITUDE)) / self.unit
         spec = torch.polar(mag, phase)
+        if self.mask_head is not None:
+            gain = torch.sigmoid(self.mask_head(features).transpose(1, 2).float())  # [B, bins, N]
+            spec = spec + gain * noisy_spec / noise_level.float().view(-1, 1, 1)
         out = self.stft.istft(spec, audio.shape[-1]).unsqueeze(1)  # [B, 1, T]
         return eps_from(out, audio.float(), noise_level.float().view(-1, 1, 1), self.target).to(audio.dtype)
