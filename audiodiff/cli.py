@@ -39,7 +39,7 @@ err = Console(stderr=True)
 
 def _note(text: str) -> None:
     """A one-line note on stderr (under torchrun, from rank 0 only)."""
-    from audiodiff.distributed import is_main_process
+    from audiodiff.training.distributed import is_main_process
 
     if is_main_process():
         err.print(f"note: {text}", highlight=False, markup=False, soft_wrap=True)
@@ -171,7 +171,7 @@ def train(
     init: Annotated[Optional[str], typer.Option(help="A new run starts from this checkpoint's weights: a file, or a shipped model's name (vocoder, generator). A fine-tune: its step count goes on, the optimiser starts fresh, and its inference defaults (steps, gain adjustment, searched schedules) are inherited.")] = None,
 ) -> None:
     """Train a model from a recipe; resumes from the newest checkpoint in --out-dir. Under torchrun, data-parallel."""
-    from audiodiff.distributed import is_main_process
+    from audiodiff.training.distributed import is_main_process
     from audiodiff.recipe import load_recipe, resolve_recipe
     from audiodiff.training import train as run_training
 

@@ -16,7 +16,7 @@ from rich.console import Console
 
 from audiodiff.checkpoint import load_checkpoint
 from audiodiff.data import StepBatchSampler
-from audiodiff.distributed import init_distributed, shutdown
+from audiodiff.training.distributed import init_distributed, shutdown
 from audiodiff.recipe import load_recipe
 from audiodiff.training import Trainer
 

@@ -1,4 +1,4 @@
-"""InferGrad's infer loss (audiodiff/infer_loss.py): the few-step chain's output scored
+"""InferGrad's infer loss (audiodiff/training/infer_loss.py): the few-step chain's output scored
 against the clean audio, with gradients through the chain; and its training options."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from audiodiff.audio import MelSpectrogram
 from audiodiff.consistency import MelConsistency
 from audiodiff.diffusion import inference_schedule
 from audiodiff.errors import RecipeError
-from audiodiff.infer_loss import infer_loss
+from audiodiff.training.infer_loss import infer_loss
 from audiodiff.recipe import DiffusionConfig, load_recipe
 from audiodiff.samplers import ddpm
 from audiodiff.spectral import mr_stft_loss

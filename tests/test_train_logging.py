@@ -58,7 +58,7 @@ def test_tensorboard_events_hold_scalars_audio_and_images(tmp_path, synth_folder
 
 
 def test_training_without_tensorboard_says_so_once(tmp_path, synth_folder, monkeypatch):
-    monkeypatch.setattr("audiodiff.logging_tb.tensorboard_missing", lambda: ["tensorboard"])
+    monkeypatch.setattr("audiodiff.training.logging_tb.tensorboard_missing", lambda: ["tensorboard"])
     text = run(recipe_for(synth_folder, max_steps=3, validate_every=2, validate_seconds=0.25), tmp_path)
     assert text.count("TensorBoard logging is off") == 1 and "audiodiff[tensorboard]" in text
     assert (tmp_path / "step-00000003.pt").is_file() and not (tmp_path / "tensorboard").exists()

@@ -14,7 +14,7 @@ from rich.console import Console
 from audiodiff.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from audiodiff.errors import AudiodiffError, RecipeError
 from audiodiff.inference import Vocoder
-from audiodiff.lr_schedule import learning_rate_at
+from audiodiff.training.lr_schedule import learning_rate_at
 from audiodiff.networks.diffwave import DiffWave
 from audiodiff.recipe import TrainConfig, load_recipe
 from audiodiff.training import Trainer

@@ -33,6 +33,10 @@ The pieces, one idea each:
     loader.py      the crop loader, crops split into audio and mel, the validation clip
     validation.py  vocode (or generate) the validation clip with the EMA weights
     run_log.py     console, metrics.jsonl, TensorBoard and the progress bar
+    infer_loss.py  InferGrad's infer loss (the objective's infer term)
+    lr_schedule.py the learning rate at a step: warm-up and decay
+    distributed.py torchrun: this process's rank, device and process group
+    logging_tb.py  TensorBoard events (when the optional package is installed)
 """
 from audiodiff.training.trainer import Trainer, train
 

@@ -11,8 +11,8 @@ from torch.utils.data import DataLoader
 
 from audiodiff.audio import MelSpectrogram, load_audio
 from audiodiff.data import Clip, CropDataset, StepBatchSampler, ignore_stop_signals
-from audiodiff.distributed import DistContext
 from audiodiff.recipe import AudioConfig, Recipe
+from audiodiff.training.distributed import DistContext
 
 
 def context_frames(audio: AudioConfig) -> int:

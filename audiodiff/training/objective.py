@@ -20,9 +20,9 @@ from torch import nn
 
 from audiodiff.audio import MelSpectrogram
 from audiodiff.diffusion import diffusion_loss, inference_schedule, training_schedule
-from audiodiff.infer_loss import infer_loss
 from audiodiff.prior import noise_std
 from audiodiff.recipe import Recipe
+from audiodiff.training.infer_loss import infer_loss
 
 
 class ConditionedNetwork(nn.Module):

@@ -20,8 +20,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from audiodiff.atomic import append_text, atomic_path
 from audiodiff.evaluation.metrics import finite_mean
-from audiodiff.logging_tb import TensorBoardLog
 from audiodiff.recipe import AudioConfig
+from audiodiff.training.logging_tb import TensorBoardLog
 
 if TYPE_CHECKING:  # step.py imports this module
     from audiodiff.training.step import StepResult

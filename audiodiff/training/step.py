@@ -21,11 +21,11 @@ from torch.nn.parallel import DistributedDataParallel
 
 from audiodiff.checkpoint import latest_checkpoint
 from audiodiff.data import share_offset
-from audiodiff.distributed import DistContext
 from audiodiff.errors import TrainingStopped
-from audiodiff.lr_schedule import learning_rate_at
 from audiodiff.precision import autocast
+from audiodiff.training.distributed import DistContext
 from audiodiff.training.loader import Crops
+from audiodiff.training.lr_schedule import learning_rate_at
 from audiodiff.training.objective import Objective
 from audiodiff.training.run_log import RunLog
 from audiodiff.training.state import TrainState

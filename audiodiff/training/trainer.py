@@ -20,14 +20,14 @@ from audiodiff.audio import MelSpectrogram
 from audiodiff.checkpoint import latest_checkpoint
 from audiodiff.data import prepare_training_data
 from audiodiff.devices import resolve_device
-from audiodiff.distributed import DistContext, init_distributed, shutdown
 from audiodiff.errors import AudiodiffError
-from audiodiff.lr_schedule import learning_rate_at
 from audiodiff.precision import check_precision
 from audiodiff.recipe import Recipe
 from audiodiff.run_lock import RunLock, lock_run_folder
 from audiodiff.training import state as run_state
+from audiodiff.training.distributed import DistContext, init_distributed, shutdown
 from audiodiff.training.loader import Crops, crop_loader, reference_clip
+from audiodiff.training.lr_schedule import learning_rate_at
 from audiodiff.training.objective import Objective
 from audiodiff.training.run_log import LossWindow, RunLog
 from audiodiff.training.state import TrainState, global_batch
