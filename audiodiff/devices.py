@@ -22,13 +22,6 @@ def is_device_name(name: str) -> bool:
     return re.fullmatch(r"cpu|auto|cuda(:\d+)?", name) is not None
 
 
-def check_device_name(name: str) -> str:
-    """`name` if `is_device_name`, else a one-line error naming `--device` and the choices."""
-    if not is_device_name(name):
-        raise AudiodiffError(f"--device {name!r}: choose one of {', '.join(DEVICE_CHOICES)}")
-    return name
-
-
 def check_threads(threads: int | None) -> None:
     """`--threads` is None (torch's default) or at least 1; else a one-line error."""
     if threads is not None and threads < 1:

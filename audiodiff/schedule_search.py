@@ -94,17 +94,12 @@ Scores = dict[str, float]  # metric name -> mean over the clips
 @dataclass
 class StepResult:
     """What the search found for one step count, with the baselines' scores (by the
-    metric); `guard`: the found schedule's guard scores, `guard_met` whether they are
-    all at least as good as the fast schedule's (True without guards), both as stored
-    with it."""
+    metric); `guard_met`: whether the found schedule's guard scores (stored with it) are
+    all at least as good as the fast schedule's (True without guards)."""
     steps: int
     best: SearchedSchedule
     baselines: dict[str, float] = field(default_factory=dict)
     evaluations: int = 0
-
-    @property
-    def guard(self) -> Scores:
-        return {g.metric: g.score for g in self.best.guard}
 
     @property
     def guard_met(self) -> bool:

@@ -13,9 +13,9 @@ uninterrupted one (and each process of a distributed run takes its share of them
 """
 from audiodiff.data.crops import CropDataset, StepBatchSampler, ignore_stop_signals, read_segment, share_offset
 from audiodiff.data.scan import FileScan, inspect_file, scan_files
-from audiodiff.data.sources import Clip, SourceFile, find_clips, list_files, scan_clips, split_clips
+from audiodiff.data.sources import Clip, SourceFile, list_files, split_clips
 from audiodiff.data.survey import Survey, TrainingData, prepare_training_data, survey_data
 
 __all__ = ["Clip", "CropDataset", "FileScan", "SourceFile", "StepBatchSampler", "Survey", "TrainingData",
-           "find_clips", "ignore_stop_signals", "inspect_file", "list_files", "prepare_training_data", "read_segment",
-           "scan_clips", "scan_files", "share_offset", "split_clips", "survey_data"]
+           "ignore_stop_signals", "inspect_file", "list_files", "prepare_training_data", "read_segment",
+           "scan_files", "share_offset", "split_clips", "survey_data"]

@@ -26,11 +26,9 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-import soundfile as sf
-
 from audiodiff.atomic import atomic_path
 from audiodiff.audio import AUDIO_SUFFIXES
-from audiodiff.errors import AudiodiffError, first_line
+from audiodiff.errors import AudiodiffError
 from audiodiff.recipe import DataConfig
 
 SPLITS = ("train", "validation", "test")
@@ -88,14 +86,6 @@ def list_files(config: DataConfig) -> list[SourceFile]:
         raise AudiodiffError(f"data.root {root}: no audio files found (source {config.source!r}"
                              f"{'' if config.source == 'folder' else ', ' + _EXPECTED[config.source]})")
     return files
-
-
-def find_clips(config: DataConfig) -> list[Path]:
-    """The audio files used for training and validation (not test), sorted."""
-    paths = [f.path for f in list_files(config) if f.split != "test"]
-    if not paths:
-        raise AudiodiffError(f"data.root {config.root}: only test files found (source {config.source!r})")
-    return paths
 
 
 # ---------------------------------------------------------------------- layouts
@@ -175,28 +165,6 @@ def _require(path: Path, source: str) -> Path:
 
 
 # ---------------------------------------------------------------------- header scan and split
-def scan_clips(paths: list[Path], min_seconds: float, warn) -> list[Clip]:
-    """Read each file's header; skip (with `warn(message)`) unreadable, empty or too-short ones.
-
-    A quick check of headers only; `audiodiff.data.scan.scan_files` also reads the samples
-    (NaN, silence) and is what training uses.
-    """
-    clips = []
-    for path in paths:
-        try:
-            info = sf.info(str(path))
-        except Exception as exc:  # noqa: BLE001 - any header failure means the file is unusable
-            warn(f"skipping {path}: unreadable ({first_line(exc)})")
-            continue
-        if info.frames < max(1, min_seconds * info.samplerate):
-            warn(f"skipping {path}: shorter than {min_seconds} s")
-            continue
-        clips.append(Clip(path, int(info.samplerate), int(info.frames)))
-    if not clips:
-        raise AudiodiffError("no usable audio files: every file was skipped")
-    return clips
-
-
 def split_clips(clips: list[Clip], count: int, seed: int, split_file: Path,
                 assigned: dict[str, str] | None = None) -> tuple[list[Clip], list[Clip]]:
     """Deterministic (train, validation) split; stored in `split_file` and reused on resume.

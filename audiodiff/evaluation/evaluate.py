@@ -269,21 +269,6 @@ def _evaluate_generator(data, checkpoint, files, clips, out_dir, steps, seed, de
     return EvalResult("generator", out_dir, GENERATOR_METRICS, rows, means, meta, names)
 
 
-def load_result(out_dir: str | Path) -> EvalResult:
-    """Read back the results.json of an earlier run (e.g. to redraw its report)."""
-    out_dir = Path(out_dir)
-    path = out_dir / "results.json"
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        metrics = tuple(Metric(m["key"], m["label"], m["better"], m.get("unit", "")) for m in doc["metrics"])
-        rows, means, meta = doc["rows"], doc["means"], doc["meta"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise AudiodiffError(f"{path}: not the results of `audiodiff eval` ({type(exc).__name__})") from None
-    files = list(dict.fromkeys(r["file"] for r in rows if r["file"]))
-    return EvalResult(meta["kind"], out_dir, metrics, rows, means, meta, files,
-                      out_dir / "results.csv", path, None)
-
-
 def _clean(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
