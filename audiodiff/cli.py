@@ -477,7 +477,7 @@ def eval_(
     from rich.table import Table
 
     from audiodiff.devices import set_cpu_threads
-    from audiodiff.evaluation.evaluate import evaluate, parse_steps
+    from audiodiff.evaluation.evaluate import EvalRequest, evaluate, parse_steps
     from audiodiff.evaluation.metrics import format_value
     from audiodiff.evaluation.report import write_report
     from audiodiff.pretrained import default_checkpoint
@@ -488,9 +488,9 @@ def eval_(
     ckpt = checkpoint or default_checkpoint("vocoder")
     out_dir = out_dir or Path("eval") / ckpt.stem
     check_writable(out_dir)
-    result = evaluate(ckpt, references, out_dir, steps=counts, seed=seed, device=device, sampler=sampler,
-                      precision=precision, count=count, seconds=seconds, log=_say,
-                      gain_adjust=gain_adjust, refine=refine)
+    request = EvalRequest(ckpt, references, out_dir, steps=counts, seed=seed, device=device, sampler=sampler,
+                          precision=precision, count=count, seconds=seconds, gain_adjust=gain_adjust, refine=refine)
+    result = evaluate(request, log=_say)
     write_report(result)
     table = Table(title=f"{ckpt}: mean over {len(result.files)} reference file(s)" if result.kind == "vocoder"
                   else f"{ckpt}: {result.meta['count']} generated clip(s) per row vs {len(result.files)} reference clip(s)")

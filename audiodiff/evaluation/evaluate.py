@@ -22,6 +22,7 @@ same, plus means and run information), audio/ (every scored waveform) and, from
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
@@ -37,12 +38,13 @@ import torch
 
 from audiodiff.atomic import atomic_path
 from audiodiff.audio import AUDIO_SUFFIXES, collect_files, load_audio, save_audio
-from audiodiff.checkpoint import load_checkpoint
+from audiodiff.checkpoint import Checkpoint, load_checkpoint
 from audiodiff.consistency import check_options
 from audiodiff.errors import AudiodiffError
 from audiodiff.evaluation.baselines import band_griffin_lim, griffin_lim, white_noise
 from audiodiff.evaluation.metrics import (CLIP_METRICS, PAIR_METRICS, SET_METRICS, DnsmosScorer, Metric, PairScorer,
                                           require_eval_extra, set_distances, set_features)
+from audiodiff.recipe import AudioConfig
 
 DEFAULT_VOCODER_STEPS = (2, 4, 6, 50)
 REFERENCE, GRIFFIN_LIM, MODEL, NOISE, HALVES = "reference", "griffin_lim", "model", "white_noise", "reference_halves"
@@ -106,63 +108,96 @@ def _unique_names(paths: Sequence[Path]) -> list[str]:
     return names
 
 
-def evaluate(checkpoint: str | Path, references: Sequence[str | Path], out_dir: str | Path,
-             steps: Sequence[int] | None = None, seed: int = 0, device: str = "cpu", sampler: str | None = None,
-             count: int = 8, seconds: float | None = None,
-             log: Callable[[str], None] = lambda _msg: None,
-             gain_adjust: bool | None = None, refine: int | None = None, precision: str = "fp32") -> EvalResult:
-    """Evaluate a checkpoint (vocoder or generator) and write CSV and JSON to `out_dir`.
+@dataclass(frozen=True)
+class EvalRequest:
+    """What `audiodiff eval` is asked to do, every option in one typed record.
 
     `steps`: step counts (vocoder default 2, 4, 6, 50; generator default the training
     schedule's length). `count`/`seconds`: clips generated per step count by an
     unconditional model (default length: the median reference length, at most 10 s).
     `gain_adjust`, `refine`: a vocoder's mel consistency, as in `Vocoder.vocode`;
     `sampler` and `precision` (the network's autocast: fp32, bf16, fp16) as in `vocode`
-    and `sample`. The first line logged is the model's (`Vocoder.describe`).
+    and `sample`.
     """
-    data = load_checkpoint(checkpoint)
-    files = collect_audio(references)
+    checkpoint: str | Path
+    references: Sequence[str | Path]
+    out_dir: str | Path
+    steps: Sequence[int] | None = None
+    seed: int = 0
+    device: str = "cpu"
+    sampler: str | None = None
+    precision: str = "fp32"
+    count: int = 8
+    seconds: float | None = None
+    gain_adjust: bool | None = None
+    refine: int | None = None
+
+
+@dataclass
+class _Run:
+    """One evaluation's inputs, checked and loaded: the request, the checkpoint, the
+    reference files and their audio at the model's rate, the run information so far."""
+    request: EvalRequest
+    data: Checkpoint
+    files: list[Path]
+    clips: list[np.ndarray]
+    meta: dict
+    log: Callable[[str], None]
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.request.out_dir)
+
+
+def evaluate(request: EvalRequest, log: Callable[[str], None] = lambda _msg: None) -> EvalResult:
+    """Evaluate a checkpoint (vocoder or generator) as `request` says and write CSV and
+    JSON to its `out_dir`. Every input is read before any work; the first line logged is
+    the model's (`Vocoder.describe`)."""
+    r = request
+    data = load_checkpoint(r.checkpoint)
+    files = collect_audio(r.references)
     require_eval_extra()
     sr = data.recipe.audio.sample_rate
     clips = [load_audio(f, sr) for f in files]  # read all first: a bad file fails before any work
-    out_dir = Path(out_dir)
-    meta = dict(checkpoint=str(checkpoint), step=int(data.step), sample_rate=sr,
-                preset=data.recipe.audio.preset, seed=seed, sampler=sampler, precision=precision, device=str(device),
-                torch_version=torch.__version__, timestamp=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                references=[str(f) for f in files])
-    check_options(gain_adjust, refine, data.recipe.model.conditional, str(checkpoint))
-    if data.recipe.model.conditional:
-        consistency = dict(gain_adjust=gain_adjust, refine=refine)
-        result = _evaluate_vocoder(data, checkpoint, files, clips, out_dir, steps or DEFAULT_VOCODER_STEPS,
-                                   seed, device, sampler, meta, log, consistency, precision)
-    else:
-        result = _evaluate_generator(data, checkpoint, files, clips, out_dir, steps, seed, device, sampler,
-                                     count, seconds, meta, log, precision)
+    meta = dict(checkpoint=str(r.checkpoint), step=int(data.step), sample_rate=sr,
+                preset=data.recipe.audio.preset, seed=r.seed, sampler=r.sampler, precision=r.precision,
+                device=str(r.device), torch_version=torch.__version__,
+                timestamp=time.strftime("%Y-%m-%dT%H:%M:%S%z"), references=[str(f) for f in files])
+    check_options(r.gain_adjust, r.refine, data.recipe.model.conditional, str(r.checkpoint))
+    run = _Run(r, data, files, clips, meta, log)
+    result = _evaluate_vocoder(run) if data.recipe.model.conditional else _evaluate_generator(run)
     write_tables(result)
     return result
 
 
-def _row(file: str, system: str, steps: int | None, scores: dict, audio: str | list[str],
-         compute_s: float | None, audio_s: float, **extra) -> dict:
+def _timing(compute_s: float | None, audio_s: float) -> dict:
+    """A row's compute seconds and real-time factor (None where not timed)."""
+    return dict(compute_s=None if compute_s is None else round(compute_s, 4),
+                rtf=None if compute_s is None or audio_s <= 0 else round(compute_s / audio_s, 4))
+
+
+def _row(file: str, system: str, steps: int | None, scores: dict, audio: str | list[str], **extra) -> dict:
+    """One results row: `extra` is the row's `_timing` first, then anything else (clips)."""
     return dict(file=file, system=system, steps=steps, label=system_label(system, steps), audio=audio,
-                compute_s=None if compute_s is None else round(compute_s, 4),
-                rtf=None if compute_s is None or audio_s <= 0 else round(compute_s / audio_s, 4), **extra, **scores)
+                **extra, **scores)
 
 
-def _evaluate_vocoder(data, checkpoint, files, clips, out_dir, steps, seed, device, sampler, meta, log,
-                      consistency: dict, precision: str) -> EvalResult:
+def _evaluate_vocoder(run: _Run) -> EvalResult:
     from audiodiff.inference import Vocoder
 
-    vocoder = Vocoder.from_checkpoint_data(data, str(checkpoint), device, precision=precision)
-    plans = {n: vocoder.plan(steps=n, sampler=sampler, **consistency) for n in steps}  # bad values fail here
+    r, out_dir, files, log = run.request, run.out_dir, run.files, run.log
+    steps = r.steps or DEFAULT_VOCODER_STEPS
+    vocoder = Vocoder.from_checkpoint_data(run.data, str(r.checkpoint), r.device, precision=r.precision)
+    plan = functools.partial(vocoder.plan, sampler=r.sampler, gain_adjust=r.gain_adjust, refine=r.refine)
+    plans = {n: plan(steps=n) for n in steps}  # bad values fail here
     log(vocoder.describe())
     cfg, sr = vocoder.recipe.audio, vocoder.sample_rate
     rows, names = [], _unique_names(files)
     dnsmos = DnsmosScorer()
     # one short untimed vocode first, so that the first timed one does not pay for the
     # allocator's and the kernels' first use (`compute_s`/`rtf` are indicative; bench measures speed)
-    vocoder.vocode(vocoder.mel(clips[0][:sr]).cpu(), vocoder.plan(steps=1, sampler=sampler, **consistency), seed=seed)
-    for path, name, wav in zip(files, names, clips):
+    vocoder.vocode(vocoder.mel(run.clips[0][:sr]).cpu(), plan(steps=1), seed=r.seed)
+    for path, name, wav in zip(files, names, run.clips):
         audio_s = len(wav) / sr
         log(f"{path} ({audio_s:.2f} s)")
         scorer = PairScorer(wav, sr, cfg)
@@ -173,23 +208,24 @@ def _evaluate_vocoder(data, checkpoint, files, clips, out_dir, steps, seed, devi
             save_audio(out_dir / rel, out, sr)
             t0 = time.perf_counter()
             fitted = scorer.fit(out)
-            rows.append(_row(name, system, n, {**scorer.score(fitted), **dnsmos.score(fitted, sr)}, rel, dt, audio_s))
+            rows.append(_row(name, system, n, {**scorer.score(fitted), **dnsmos.score(fitted, sr)}, rel,
+                             **_timing(dt, audio_s)))
             log(f"  {system_label(system, n)}: scored in {time.perf_counter() - t0:.1f} s")
 
         keep(REFERENCE, None, wav, None)
         t0 = time.perf_counter()
-        gl = griffin_lim(mel, cfg, len(wav), seed=seed)
+        gl = griffin_lim(mel, cfg, len(wav), seed=r.seed)
         keep(GRIFFIN_LIM, None, gl, time.perf_counter() - t0)
         t0 = time.perf_counter()
-        band = band_griffin_lim(mel, cfg, len(wav), seed=seed, transform=vocoder.mel_transform)
+        band = band_griffin_lim(mel, cfg, len(wav), seed=r.seed, transform=vocoder.mel_transform)
         keep(BAND_GRIFFIN_LIM, None, band, time.perf_counter() - t0)
         for n in steps:
             t0 = time.perf_counter()
-            out = vocoder.vocode(mel, plans[n], seed=seed, name=str(path))[:len(wav)]
+            out = vocoder.vocode(mel, plans[n], seed=r.seed, name=str(path))[:len(wav)]
             keep(MODEL, n, out, time.perf_counter() - t0)
-    meta.update(kind="vocoder", steps=list(steps), files=len(files),
-                sampling={str(n): plans[n].describe() for n in steps})
-    return EvalResult("vocoder", out_dir, VOCODER_METRICS, rows, _means(rows, VOCODER_METRICS), meta, names)
+    run.meta.update(kind="vocoder", steps=list(steps), files=len(files),
+                    sampling={str(n): plans[n].describe() for n in steps})
+    return EvalResult("vocoder", out_dir, VOCODER_METRICS, rows, _means(rows, VOCODER_METRICS), run.meta, names)
 
 
 def _means(rows: list[dict], metrics: Sequence[Metric]) -> list[dict]:
@@ -213,60 +249,84 @@ def excerpt(clip: np.ndarray, samples: int) -> np.ndarray:
     return clip[start:start + samples]
 
 
-def _evaluate_generator(data, checkpoint, files, clips, out_dir, steps, seed, device, sampler, count,
-                        seconds, meta, log, precision: str) -> EvalResult:
+def _evaluate_generator(run: _Run) -> EvalResult:
     from audiodiff.inference import Generator
 
-    generator = Generator.from_checkpoint_data(data, str(checkpoint), device, precision=precision)
-    cfg, sr = generator.recipe.audio, generator.sample_rate
-    if count < 1:
+    r, clips = run.request, run.clips
+    generator = Generator.from_checkpoint_data(run.data, str(r.checkpoint), r.device, precision=r.precision)
+    sr = generator.sample_rate
+    if r.count < 1:
         raise AudiodiffError("-n/--count must be >= 1")
+    seconds = r.seconds
     if seconds is None:
         seconds = min(10.0, max(0.25, statistics.median(len(c) / sr for c in clips)))
     if seconds <= 0:
         raise AudiodiffError("--seconds must be positive")
-    steps = list(steps or [generator.plan().steps])
-    plans = {n: generator.plan(steps=n, sampler=sampler) for n in steps}  # bad values fail here
-    log(generator.describe())
-    log(f"{len(clips)} reference clips; generating {count} x {seconds:.2f} s at {', '.join(map(str, steps))} steps")
-    reference = set_features(clips, cfg)
-    names = _unique_names(files)
+    steps = list(r.steps or [generator.plan().steps])
+    plans = {n: generator.plan(steps=n, sampler=r.sampler) for n in steps}  # bad values fail here
+    run.log(generator.describe())
+    run.log(f"{len(clips)} reference clips; generating {r.count} x {seconds:.2f} s at "
+            f"{', '.join(map(str, steps))} steps")
+    scoring = _SetScoring(generator.recipe.audio, sr, set_features(clips, generator.recipe.audio), DnsmosScorer())
+    names = _unique_names(run.files)
+    rows = _generator_floor_rows(run, scoring, names, int(round(seconds * sr)))
+    for n in steps:
+        t0 = time.perf_counter()
+        made = generator.generate(seconds, count=r.count, plan=plans[n], seed=r.seed)
+        dt = time.perf_counter() - t0
+        rel = _save_clips(run.out_dir, f"audio/steps-{n}", made, sr)
+        rows.append(_row("", MODEL, n, scoring.scores(made.numpy()), rel, **_timing(dt, r.count * seconds),
+                         clips=r.count))
+        run.log(f"  {n} steps: {r.count} clips in {dt:.1f} s")
+    run.meta.update(kind="generator", steps=steps, count=r.count, seconds=seconds, reference_clips=len(clips),
+                    sampling={str(n): plans[n].describe() for n in steps})
+    means = [dict(row, files=row["clips"]) for row in rows]
+    return EvalResult("generator", run.out_dir, GENERATOR_METRICS, rows, means, run.meta, names)
+
+
+@dataclass(frozen=True)
+class _SetScoring:
+    """Scores a set of clips against the reference set: the set statistics and the mean DNSMOS."""
+    config: AudioConfig
+    sample_rate: int
+    reference: dict
+    dnsmos: DnsmosScorer
+
+    def scores(self, clips: np.ndarray) -> dict:
+        return {**set_distances(set_features(clips, self.config), self.reference),
+                **self.dnsmos.mean(clips, self.sample_rate)}
+
+
+def _save_clips(out_dir: Path, folder: str, clips, sr: int, limit: int | None = None) -> list[str]:
+    """Write `clips` (the first `limit`) as FOLDER/clip-<i>.wav below `out_dir`; their relative paths."""
+    rel = []
+    for i, clip in enumerate(clips if limit is None else clips[:limit]):
+        rel.append(f"{folder}/clip-{i}.wav")
+        save_audio(out_dir / rel[-1], clip, sr)
+    return rel
+
+
+def _generator_floor_rows(run: _Run, scoring: _SetScoring, names: list[str], length: int) -> list[dict]:
+    """The reference points of a generator's table: the reference clips (DNSMOS of excerpts
+    `length` long), one half of them against the other, and white noise at their level."""
+    r, clips, cfg, sr = run.request, run.clips, scoring.config, scoring.sample_rate
     ref_audio = []
     for name, clip in zip(names[:MAX_SAVED_REFERENCES], clips):
         ref_audio.append(f"audio/reference/{name}.wav")
-        save_audio(out_dir / ref_audio[-1], clip, sr)
-    dnsmos = DnsmosScorer()
+        save_audio(run.out_dir / ref_audio[-1], clip, sr)
     no_set = {m.key: None for m in SET_METRICS}  # the reference against itself: nothing to measure
-    length = int(round(seconds * sr))
-    rows = [_row("", REFERENCE, None, {**no_set, **dnsmos.mean((excerpt(c, length) for c in clips), sr)},
-                 ref_audio, None, 0.0, clips=len(clips))]
+    untimed = _timing(None, 0.0)
+    rows = [_row("", REFERENCE, None, {**no_set, **scoring.dnsmos.mean((excerpt(c, length) for c in clips), sr)},
+                 ref_audio, **untimed, clips=len(clips))]
     if len(clips) >= 2:
         halves = set_distances(set_features(clips[1::2], cfg), set_features(clips[0::2], cfg))
-        rows.append(_row("", HALVES, None, {**halves, **{m.key: None for m in CLIP_METRICS}}, ref_audio, None, 0.0,
-                         clips=len(clips)))
+        rows.append(_row("", HALVES, None, {**halves, **{m.key: None for m in CLIP_METRICS}}, ref_audio,
+                         **untimed, clips=len(clips)))
     level = float(np.median([np.sqrt(np.mean(np.square(c))) for c in clips]))
-    noise = white_noise(count, length, level, seed)
-    noise_audio = []
-    for i, clip in enumerate(noise[:MAX_SAVED_REFERENCES]):
-        noise_audio.append(f"audio/white_noise/clip-{i}.wav")
-        save_audio(out_dir / noise_audio[-1], clip, sr)
-    rows.append(_row("", NOISE, None, {**set_distances(set_features(noise, cfg), reference), **dnsmos.mean(noise, sr)},
-                     noise_audio, None, 0.0, clips=count))
-    for n in steps:
-        t0 = time.perf_counter()
-        made = generator.generate(seconds, count=count, plan=plans[n], seed=seed)
-        dt = time.perf_counter() - t0
-        rel = []
-        for i, clip in enumerate(made):
-            rel.append(f"audio/steps-{n}/clip-{i}.wav")
-            save_audio(out_dir / rel[-1], clip, sr)
-        scores = {**set_distances(set_features(made.numpy(), cfg), reference), **dnsmos.mean(made.numpy(), sr)}
-        rows.append(_row("", MODEL, n, scores, rel, dt, count * seconds, clips=count))
-        log(f"  {n} steps: {count} clips in {dt:.1f} s")
-    meta.update(kind="generator", steps=steps, count=count, seconds=seconds, reference_clips=len(clips),
-                sampling={str(n): plans[n].describe() for n in steps})
-    means = [dict(r, files=r["clips"]) for r in rows]
-    return EvalResult("generator", out_dir, GENERATOR_METRICS, rows, means, meta, names)
+    noise = white_noise(r.count, length, level, r.seed)
+    noise_audio = _save_clips(run.out_dir, "audio/white_noise", noise, sr, limit=MAX_SAVED_REFERENCES)
+    rows.append(_row("", NOISE, None, scoring.scores(noise), noise_audio, **untimed, clips=r.count))
+    return rows
 
 
 def _clean(value):
