@@ -528,7 +528,7 @@ def bench(
     """Real-time factor and peak memory of vocoding (or unconditional sampling) per step count."""
     from rich.table import Table
 
-    from audiodiff.evaluation.bench import run_bench
+    from audiodiff.evaluation.bench import BenchRequest, run_bench
     from audiodiff.evaluation.evaluate import parse_steps
 
     output = _either(output, json_path, "-o/--output", "--json")
@@ -536,10 +536,11 @@ def bench(
         raise AudiodiffError("--set applies to --recipe only")
     if output is not None:
         check_writable(output.parent)
-    doc = run_bench(checkpoint=checkpoint, recipe=recipe, overrides=list(set_ or []), steps=parse_steps(steps),
-                    seconds=seconds, runs=runs, warmup=warmup, threads=threads, device=device, json_path=output,
-                    log=_say,
-                    gain_adjust=gain_adjust, refine=refine, precision=precision, sampler=sampler)
+    request = BenchRequest(checkpoint=checkpoint, recipe=recipe, overrides=list(set_ or []),
+                           steps=parse_steps(steps), seconds=seconds, runs=runs, warmup=warmup, threads=threads,
+                           device=device, json_path=output, gain_adjust=gain_adjust, refine=refine,
+                           precision=precision, sampler=sampler)
+    doc = run_bench(request, log=_say)
     meta = doc["meta"]
     out = Console()
     out.print(f"{meta['task']} {meta['seconds']:g} s of audio · device {meta['device']} "

@@ -33,7 +33,7 @@ from audiodiff.diffusion import Schedule
 from audiodiff.errors import AudiodiffError, CheckpointError
 from audiodiff.inference_defaults import InferenceDefaults
 from audiodiff.memory import check_sample_memory
-from audiodiff.model_info import model_line
+from audiodiff.model_info import ModelView, model_line
 from audiodiff.networks import build_network
 from audiodiff.precision import autocast, check_precision
 from audiodiff.prior import noise_std
@@ -184,8 +184,8 @@ class _Model:
     def describe(self, plan: SamplingPlan | None = None) -> str:
         """The 'Model: ...' line the CLI prints first: this model, its device and precision,
         `plan` if given, and where its inference defaults come from (model_info.model_line)."""
-        return model_line(self.source, self.recipe, self.step, self.defaults, plan=plan, device=self.device,
-                          precision=self.precision)
+        return model_line(self.source, self.recipe, self.step, self.defaults,
+                          ModelView(device=self.device, precision=self.precision, plan=plan))
 
     def plan(self, steps: int | None = None, sampler: str | None = None, eta: float | None = None,
              schedule: Schedule | None = None, gain_adjust: bool | None = None,

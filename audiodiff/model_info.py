@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,25 +32,35 @@ def model_kind(recipe: Recipe) -> str:
     return "vocoder" if recipe.model.conditional else "generator"
 
 
-def model_line(source: str | Path, recipe: Recipe, step: int, defaults: InferenceDefaults | None = None, *,
-               plan: SamplingPlan | None = None, device: str | torch.device | None = None,
-               precision: str | None = None, name: str | None = None) -> str:
+@dataclass(frozen=True)
+class ModelView:
+    """How a command runs a model, as its "Model:" line says: the device and precision,
+    the one plan it samples with (if one), and a `name` in place of the path (a model
+    with random weights). None: left out of the line."""
+    device: str | torch.device | None = None
+    precision: str | None = None
+    plan: SamplingPlan | None = None
+    name: str | None = None
+
+
+def model_line(source: str | Path, recipe: Recipe, step: int, defaults: InferenceDefaults | None = None,
+               view: ModelView = ModelView()) -> str:
     """The one line that names a model before a command uses it:
 
     'Model: NAME (vocoder, step 10, 22050 Hz, preset hifigan, cpu fp32; PLAN; DEFAULTS)'
 
-    NAME is the shipped default's card name for a shipped model, else `name` or the
-    path; PLAN is `plan.describe()` when the command samples with one plan; DEFAULTS says
-    where the inference defaults come from (`defaults` None: left out, as for a model
-    with random weights)."""
+    NAME is the shipped default's card name for a shipped model, else `view.name` or the
+    path; PLAN is `view.plan.describe()` when the command samples with one plan; DEFAULTS
+    says where the inference defaults come from (`defaults` None: left out, as for a
+    model with random weights)."""
     kind = model_kind(recipe)
-    label = name or describe_checkpoint(Path(source), kind)
+    label = view.name or describe_checkpoint(Path(source), kind)
     what = f"{kind}, step {step}, {recipe.audio.sample_rate} Hz"
     if recipe.model.conditional:
         what += f", preset {recipe.audio.preset}"
-    if device is not None:
-        what += f", {device}" + (f" {precision}" if precision else "")
-    parts = [what] + ([plan.describe()] if plan is not None else []) + \
+    if view.device is not None:
+        what += f", {view.device}" + (f" {view.precision}" if view.precision else "")
+    parts = [what] + ([view.plan.describe()] if view.plan is not None else []) + \
         ([defaults.describe()] if defaults is not None else [])
     return f"Model: {label} ({'; '.join(parts)})"
 

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from audiodiff.errors import AudiodiffError
@@ -79,35 +80,56 @@ def measure(cfg: dict, log: Callable[[str], None] = lambda _m: None) -> dict:
     import torch
 
     from audiodiff.devices import set_cpu_threads
-    from audiodiff.inference import Vocoder
 
     set_cpu_threads(cfg.get("threads") or None)
-
     model = _build(cfg)
     if cfg.get("chunk"):
         model.chunk_samples = cfg["chunk"]
-    device = model.device
-    audio = model.recipe.audio
-    sr, steps = audio.sample_rate, cfg["steps"]
-    if isinstance(model, Vocoder):
-        task = "vocode"
-        frames = -(-int(round(cfg["seconds"] * sr)) // audio.hop_length)
-        g = torch.Generator().manual_seed(cfg["seed"] + 1)
-        u = torch.rand(audio.n_mels, frames, generator=g)
-        mel = u * 10 - 9 if audio.compression == "ln" else 0.2 + 0.6 * u  # inside the preset's range
-
-        plan = model.plan(steps=steps, sampler=cfg.get("sampler"), gain_adjust=cfg.get("gain_adjust"),
-                          refine=cfg.get("refine"))
-
-        def run(i: int):
-            return model.vocode(mel, plan, seed=i)
-    else:
-        task = "sample"
-        plan = model.plan(steps=steps, sampler=cfg.get("sampler"))
-
-        def run(i: int):
-            return model.generate(cfg["seconds"], count=1, plan=plan, seed=i)[0]
+    task, plan, run = _workload(model, cfg)
     model_rss = _peak_rss_gib()
+    times, wav = _timed_runs(run, model.device, cfg, log)
+    audio_s = wav.shape[-1] / model.sample_rate
+    med = statistics.median(times)
+    result = dict(task=task, steps=cfg["steps"], threads=torch.get_num_threads(), device=str(model.device),
+                  precision=model.precision, sampler=plan.sampler, plan=plan.describe(), runs=cfg["runs"],
+                  warmup=cfg["warmup"], times_s=[round(t, 4) for t in times], median_s=round(med, 4),
+                  audio_seconds=round(audio_s, 4), rtf=round(med / audio_s, 5),
+                  peak_rss_gib=round(_peak_rss_gib(), 3), model_rss_gib=round(model_rss, 3),
+                  chunk_samples=model.chunk_samples, output_samples=int(wav.shape[-1]),
+                  output_finite=bool(torch.isfinite(wav).all()),
+                  n_params=sum(p.numel() for p in model.network.parameters()))
+    if task == "vocode":
+        result.update(gain_adjust=plan.gain_adjust, refine=plan.refine)
+    if model.device.type == "cuda":
+        result["cuda_peak_gib"] = round(torch.cuda.max_memory_allocated(model.device) / 2 ** 30, 3)
+    return result
+
+
+def _workload(model, cfg: dict):
+    """(task, plan, run): what one timed run does, `run(i)` -> waveform, seeded by i. A
+    vocoder vocodes a random mel of `seconds` inside its preset's range; a generator
+    samples one clip of `seconds`."""
+    import torch
+
+    from audiodiff.inference import Vocoder
+
+    audio, steps = model.recipe.audio, cfg["steps"]
+    if not isinstance(model, Vocoder):
+        plan = model.plan(steps=steps, sampler=cfg.get("sampler"))
+        return "sample", plan, lambda i: model.generate(cfg["seconds"], count=1, plan=plan, seed=i)[0]
+    frames = -(-int(round(cfg["seconds"] * audio.sample_rate)) // audio.hop_length)
+    g = torch.Generator().manual_seed(cfg["seed"] + 1)
+    u = torch.rand(audio.n_mels, frames, generator=g)
+    mel = u * 10 - 9 if audio.compression == "ln" else 0.2 + 0.6 * u  # inside the preset's range
+    plan = model.plan(steps=steps, sampler=cfg.get("sampler"), gain_adjust=cfg.get("gain_adjust"),
+                      refine=cfg.get("refine"))
+    return "vocode", plan, lambda i: model.vocode(mel, plan, seed=i)
+
+
+def _timed_runs(run: Callable, device, cfg: dict, log: Callable[[str], None]):
+    """`warmup` untimed then `runs` timed calls of `run(i)`: (the timed seconds, the last output)."""
+    import torch
+
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -118,114 +140,154 @@ def measure(cfg: dict, log: Callable[[str], None] = lambda _m: None) -> dict:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         dt = time.perf_counter() - t0
-        log(f"  [steps={steps}] {'warmup' if i < cfg['warmup'] else 'run'} {i}: {dt:.2f} s")
+        log(f"  [steps={cfg['steps']}] {'warmup' if i < cfg['warmup'] else 'run'} {i}: {dt:.2f} s")
         if i >= cfg["warmup"]:
             times.append(dt)
-    audio_s = wav.shape[-1] / sr
-    med = statistics.median(times)
-    result = dict(task=task, steps=steps, threads=torch.get_num_threads(), device=str(device),
-                  precision=model.precision, sampler=plan.sampler, plan=plan.describe(), runs=cfg["runs"],
-                  warmup=cfg["warmup"], times_s=[round(t, 4) for t in times], median_s=round(med, 4),
-                  audio_seconds=round(audio_s, 4), rtf=round(med / audio_s, 5),
-                  peak_rss_gib=round(_peak_rss_gib(), 3), model_rss_gib=round(model_rss, 3),
-                  chunk_samples=model.chunk_samples, output_samples=int(wav.shape[-1]),
-                  output_finite=bool(torch.isfinite(wav).all()),
-                  n_params=sum(p.numel() for p in model.network.parameters()))
-    if isinstance(model, Vocoder):
-        result.update(gain_adjust=plan.gain_adjust, refine=plan.refine)
-    if device.type == "cuda":
-        result["cuda_peak_gib"] = round(torch.cuda.max_memory_allocated(device) / 2 ** 30, 3)
-    return result
+    return times, wav
 
 
-def run_bench(*, checkpoint: str | Path | None = None, recipe: str | Path | None = None,
-              overrides: Sequence[str] = (), steps: Sequence[int] = (1, 2, 4, 6), seconds: float = 10.0,
-              runs: int = 3, warmup: int = 1, threads: int | None = None, device: str = "auto", seed: int = 0,
-              chunk: int = 0, json_path: str | Path | None = None, log: Callable[[str], None] = lambda _m: None,
-              gain_adjust: bool | None = None, refine: int | None = None, precision: str = "fp32",
-              sampler: str | None = None) -> dict:
-    """Measure each step count in a fresh subprocess; returns {"meta": ..., "results": [...]}.
-    A vocoder runs with `vocode`'s mel consistency: `gain_adjust`, `refine` (None: the
-    checkpoint's default); `precision` (the network's autocast) and `sampler` (None: the
-    checkpoint's choice per step count, else ddpm) as in `vocode` and `sample`. The first
-    line logged names the model (`model_info.model_line`); `json_path` gets the whole
-    result, written atomically.
+@dataclass(frozen=True)
+class BenchRequest:
+    """What `audiodiff bench` is asked to measure. Exactly one of `checkpoint` (trained
+    weights) and `recipe` (random weights: a file or a shipped recipe's name, with
+    `overrides`) is given. A vocoder runs with `vocode`'s mel consistency: `gain_adjust`,
+    `refine` (None: the checkpoint's default); `precision` (the network's autocast) and
+    `sampler` (None: the checkpoint's choice per step count, else ddpm) as in `vocode` and
+    `sample`; `threads` None or 0 is torch's default, `chunk` 0 the library's; `json_path`
+    gets the whole result, written atomically."""
+    checkpoint: str | Path | None = None
+    recipe: str | Path | None = None
+    overrides: Sequence[str] = ()
+    steps: Sequence[int] = (1, 2, 4, 6)
+    seconds: float = 10.0
+    runs: int = 3
+    warmup: int = 1
+    threads: int | None = None
+    device: str = "auto"
+    seed: int = 0
+    chunk: int = 0
+    json_path: str | Path | None = None
+    gain_adjust: bool | None = None
+    refine: int | None = None
+    precision: str = "fp32"
+    sampler: str | None = None
 
-    Exactly one of `checkpoint` (trained weights) and `recipe` (random weights: a file or
-    a shipped recipe's name) is given.
-    User errors (missing files, bad values) raise AudiodiffError before anything runs.
-    """
+    def check(self) -> None:
+        """One-line errors for values no measurement can take, before anything runs."""
+        from audiodiff.devices import check_threads
+        from audiodiff.samplers import SAMPLERS
+
+        if (self.checkpoint is None) == (self.recipe is None):
+            raise AudiodiffError("give either -c CHECKPOINT (trained weights) or --recipe RECIPE (random weights)")
+        if self.seconds <= 0:
+            raise AudiodiffError("--seconds must be positive")
+        if self.runs < 1 or self.warmup < 0:
+            raise AudiodiffError("--runs must be >= 1 and --warmup >= 0")
+        check_threads(self.threads)
+        if not self.steps or min(self.steps) < 1:
+            raise AudiodiffError("--steps: step counts must be integers >= 1")
+        if self.sampler is not None and self.sampler not in SAMPLERS:
+            raise AudiodiffError(f"--sampler {self.sampler!r}: choose one of {', '.join(SAMPLERS)}")
+
+    def child_config(self, device) -> dict:
+        """The settings each measuring subprocess gets (JSON; `measure`'s cfg less the step count)."""
+        from audiodiff.recipe import resolve_recipe
+
+        return dict(checkpoint=None if self.checkpoint is None else str(Path(self.checkpoint).resolve()),
+                    recipe=None if self.recipe is None else str(resolve_recipe(self.recipe).resolve()),
+                    overrides=list(self.overrides), seconds=float(self.seconds), runs=int(self.runs),
+                    warmup=int(self.warmup), threads=int(self.threads or 0), device=str(device),
+                    seed=int(self.seed), chunk=int(self.chunk), gain_adjust=self.gain_adjust,
+                    refine=self.refine, precision=self.precision, sampler=self.sampler)
+
+
+def run_bench(request: BenchRequest | None = None, log: Callable[[str], None] = lambda _m: None,
+              **fields) -> dict:
+    """Measure each step count of `request` (or of `BenchRequest(**fields)`) in a fresh
+    subprocess; returns {"meta": ..., "results": [...]}. The first line logged names the
+    model (`model_info.model_line`). User errors (missing files, bad values) raise
+    AudiodiffError before anything runs."""
+    from audiodiff.devices import resolve_device
+    from audiodiff.precision import check_precision
+
+    if request is None:
+        request = BenchRequest(**fields)
+    elif fields:
+        raise TypeError(f"give a BenchRequest or its fields ({', '.join(sorted(fields))}), not both")
+    request.check()
+    dev = resolve_device(request.device)
+    check_precision(request.precision, dev, "--precision")
+    parsed = _load_model_recipe(request, dev, log)
+    base = request.child_config(dev)
+    results = [_measure_in_child(dict(base, steps=int(n)), request, log) for n in request.steps]
+    doc = dict(meta=_meta(request, parsed, dev, base, results), results=results)
+    if request.json_path is not None:
+        from audiodiff.atomic import atomic_path
+
+        with atomic_path(Path(request.json_path)) as tmp:
+            tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    return doc
+
+
+def _load_model_recipe(request: BenchRequest, dev, log: Callable[[str], None]):
+    """The model's recipe (its checkpoint read, or the recipe file), its options checked,
+    and its "Model: ..." line logged."""
+    from audiodiff.checkpoint import load_checkpoint
+    from audiodiff.consistency import check_options
+    from audiodiff.model_info import ModelView, model_line
+    from audiodiff.recipe import load_recipe
+
+    r = request
+    if r.checkpoint is not None:
+        data = load_checkpoint(r.checkpoint)
+        parsed = data.recipe
+        line = model_line(r.checkpoint, parsed, data.step, data.defaults,
+                          view=ModelView(device=dev, precision=r.precision))
+    else:
+        parsed = load_recipe(r.recipe, list(r.overrides))
+        line = model_line(r.recipe, parsed, 0,
+                          view=ModelView(device=dev, precision=r.precision,
+                                         name=f"recipe {r.recipe} with random weights"))
+    check_options(r.gain_adjust, r.refine, parsed.model.conditional, str(r.checkpoint or r.recipe))
+    log(line)
+    return parsed
+
+
+def _measure_in_child(cfg: dict, request: BenchRequest, log: Callable[[str], None]) -> dict:
+    """`measure(cfg)` in a fresh Python process (its own peak memory); a one-line error if it fails."""
+    n = cfg["steps"]
+    log(f"steps={n}: {request.warmup} warm-up + {request.runs} timed run(s) in a fresh process")
+    env = dict(os.environ)
+    if request.threads:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(request.threads)
+    cmd = [sys.executable, "-m", "audiodiff.evaluation.bench", "--child", json.dumps(cfg)]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None, text=True, env=env)
+    lines = [x for x in proc.stdout.splitlines() if x.startswith(RESULT_PREFIX)]
+    if proc.returncode or not lines:
+        tail = (proc.stdout.strip().splitlines() or ["no output"])[-1]
+        raise AudiodiffError(f"benchmark of {n} steps failed (exit {proc.returncode}): {tail}")
+    return json.loads(lines[-1][len(RESULT_PREFIX):])
+
+
+def _meta(request: BenchRequest, parsed, dev, base: dict, results: list[dict]) -> dict:
+    """The run information beside the results: versions, machine, model, protocol."""
     import torch
 
     from audiodiff import __version__
-    from audiodiff.checkpoint import load_checkpoint
-    from audiodiff.consistency import check_options
-    from audiodiff.devices import check_threads, resolve_device
-    from audiodiff.model_info import model_line
-    from audiodiff.precision import check_precision
-    from audiodiff.recipe import load_recipe, resolve_recipe
-    from audiodiff.samplers import SAMPLERS
 
-    if (checkpoint is None) == (recipe is None):
-        raise AudiodiffError("give either -c CHECKPOINT (trained weights) or --recipe RECIPE (random weights)")
-    if seconds <= 0:
-        raise AudiodiffError("--seconds must be positive")
-    if runs < 1 or warmup < 0:
-        raise AudiodiffError("--runs must be >= 1 and --warmup >= 0")
-    check_threads(threads)
-    if not steps or min(steps) < 1:
-        raise AudiodiffError("--steps: step counts must be integers >= 1")
-    if sampler is not None and sampler not in SAMPLERS:
-        raise AudiodiffError(f"--sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
-    dev = resolve_device(device)
-    check_precision(precision, dev, "--precision")
-    if checkpoint is not None:
-        data = load_checkpoint(checkpoint)
-        parsed = data.recipe
-        line = model_line(checkpoint, parsed, data.step, data.defaults, device=dev, precision=precision)
-    else:
-        parsed = load_recipe(recipe, list(overrides))
-        line = model_line(recipe, parsed, 0, device=dev, precision=precision,
-                          name=f"recipe {recipe} with random weights")
-    check_options(gain_adjust, refine, parsed.model.conditional, str(checkpoint or recipe))
-    log(line)
-    base = dict(checkpoint=None if checkpoint is None else str(Path(checkpoint).resolve()),
-                recipe=None if recipe is None else str(resolve_recipe(recipe).resolve()), overrides=list(overrides),
-                seconds=float(seconds), runs=int(runs), warmup=int(warmup), threads=int(threads or 0),
-                device=str(dev), seed=int(seed), chunk=int(chunk), gain_adjust=gain_adjust, refine=refine,
-                precision=precision, sampler=sampler)
-    env = dict(os.environ)
-    if threads:
-        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
-    results = []
-    for n in steps:
-        log(f"steps={n}: {warmup} warm-up + {runs} timed run(s) in a fresh process")
-        cmd = [sys.executable, "-m", "audiodiff.evaluation.bench", "--child", json.dumps(dict(base, steps=int(n)))]
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None, text=True, env=env)
-        lines = [x for x in proc.stdout.splitlines() if x.startswith(RESULT_PREFIX)]
-        if proc.returncode or not lines:
-            tail = (proc.stdout.strip().splitlines() or ["no output"])[-1]
-            raise AudiodiffError(f"benchmark of {n} steps failed (exit {proc.returncode}): {tail}")
-        results.append(json.loads(lines[-1][len(RESULT_PREFIX):]))
-    m = parsed.model
+    r = request
     meta = dict(package="audiodiff", version=__version__, torch_version=torch.__version__,
                 python=platform.python_version(), cpu_model=cpu_model(), nproc=os.cpu_count(),
-                device=str(dev), threads=results[0]["threads"], task=results[0]["task"], precision=precision,
-                sampler=sampler,
-                source="checkpoint" if checkpoint is not None else "recipe (random weights)",
-                checkpoint=base["checkpoint"], recipe=base["recipe"], overrides=list(overrides),
-                model=m.describe(),
-                n_params=results[0]["n_params"], sample_rate=parsed.audio.sample_rate, seconds=float(seconds),
-                runs=runs, warmup=warmup, timestamp=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+                device=str(dev), threads=results[0]["threads"], task=results[0]["task"], precision=r.precision,
+                sampler=r.sampler,
+                source="checkpoint" if r.checkpoint is not None else "recipe (random weights)",
+                checkpoint=base["checkpoint"], recipe=base["recipe"], overrides=list(r.overrides),
+                model=parsed.model.describe(),
+                n_params=results[0]["n_params"], sample_rate=parsed.audio.sample_rate, seconds=float(r.seconds),
+                runs=r.runs, warmup=r.warmup, timestamp=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     if dev.type == "cuda":
         meta["gpu"] = torch.cuda.get_device_name(dev)
-    doc = dict(meta=meta, results=results)
-    if json_path is not None:
-        from audiodiff.atomic import atomic_path
-
-        with atomic_path(Path(json_path)) as tmp:
-            tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    return doc
+    return meta
 
 
 def _child_main(arg: str) -> int:
