@@ -611,13 +611,14 @@ def schedule_search(
     from rich.table import Table
 
     from audiodiff.devices import set_cpu_threads
-    from audiodiff.schedule_search import prepare_search
+    from audiodiff.schedule_search import SearchRequest, prepare_search
 
     output = _either(output, out, "-o/--output", "--out")
     set_cpu_threads(threads)
-    job = prepare_search(checkpoint, clips, steps=steps, metric=metric, guard=(guard or "").split(",") if guard else (),
-                         budget_minutes=budget_minutes, output=output, overwrite=overwrite,
-                         default_steps=default_steps, device=device, seed=seed, gain_adjust=gain_adjust)
+    job = prepare_search(SearchRequest(checkpoint, clips, steps=steps, metric=metric,
+                                       guard=guard.split(",") if guard else (), budget_minutes=budget_minutes,
+                                       output=output, overwrite=overwrite, default_steps=default_steps,
+                                       device=device, seed=seed, gain_adjust=gain_adjust))
     _say(job.vocoder.describe())
     _say(job.describe())
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err) as progress:

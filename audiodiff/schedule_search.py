@@ -245,6 +245,70 @@ def perturb(candidate: Candidate, spread: float, rng: np.random.Generator) -> Ca
     return Candidate(betas, candidate.sampler, eta)
 
 
+class _StepSearch:
+    """The state of one step count's search: the best candidate so far and its scores,
+    the candidates tried, the slowest one's time (to judge whether another fits)."""
+
+    def __init__(self, scorer: ClipScorer, steps: int, budget_s: float, on_progress: Progress | None):
+        self.scorer, self.steps, self.budget_s, self.on_progress = scorer, steps, budget_s, on_progress
+        self.start = time.perf_counter()
+        self.evaluations, self.slowest = 0, 0.0
+        self.best: Candidate | None = None
+        self.best_scores: Scores = {}
+
+    def spent(self) -> float:
+        return time.perf_counter() - self.start
+
+    def room(self) -> bool:
+        """Can one more candidate finish within the budget, judging by the slowest so far?"""
+        return self.spent() + self.slowest <= self.budget_s
+
+    def consider(self, candidate: Candidate) -> float:
+        """Score `candidate`, keep it if preferred to the best so far; its score by the metric."""
+        scorer = self.scorer
+        t0 = time.perf_counter()
+        scores = scorer.score_all(candidate)
+        self.slowest = max(self.slowest, time.perf_counter() - t0)
+        self.evaluations += 1
+        if self.best is None or scorer.preferred(scores, self.best_scores):
+            self.best, self.best_scores = candidate, scores
+        if self.on_progress is not None:
+            guarded = ("" if not scorer.guard else " (guard met)" if scorer.meets_guard(self.best_scores)
+                       else " (guard not met)")
+            self.on_progress(min(1.0, self.spent() / self.budget_s) if self.budget_s > 0 else 1.0,
+                             f"{self.steps} steps: best {scorer.metric} {self.best_scores[scorer.metric]:.3f}"
+                             f"{guarded} ({self.evaluations} tried)")
+        return scores[scorer.metric]
+
+    def consider_while_room(self, candidates: Sequence[Candidate]) -> None:
+        for candidate in candidates:
+            if not self.room():
+                break
+            self.consider(candidate)
+
+    def refine(self, rng: np.random.Generator) -> None:
+        """Perturb the best until the budget is spent, the spread shrinking after failures."""
+        spread, failures = INITIAL_SPREAD, 0
+        while self.room():
+            before = self.best
+            self.consider(perturb(self.best, spread, rng))
+            if self.best is not before:
+                failures = 0
+            else:
+                failures += 1
+                if failures >= SHRINK_AFTER:
+                    spread, failures = spread * 0.7, 0
+
+    def found(self) -> SearchedSchedule:
+        """The best candidate as the record a checkpoint stores, with its guard scores."""
+        scorer, best, scores = self.scorer, self.best, self.best_scores
+        bounds = scorer.bounds()
+        guard = tuple(GuardScore(g, scores[g], bounds[g], scorer.holds(g, scores)) for g in scorer.guard)
+        return SearchedSchedule(betas=best.betas, sampler=best.sampler, eta=best.eta, metric=scorer.metric,
+                                score=scores[scorer.metric], clips=len(scorer.clips),
+                                gain_adjust=scorer.gain_adjust, guard=guard)
+
+
 def search_steps(scorer: ClipScorer, steps: int, budget_s: float, seed: int = 0,
                  on_progress: Progress | None = None) -> StepResult:
     """Search schedules of `steps` betas for at most about `budget_s` seconds.
@@ -254,60 +318,15 @@ def search_steps(scorer: ClipScorer, steps: int, budget_s: float, seed: int = 0,
     in the time left, judging by the slowest candidate so far.
     """
     scorer.bounds()  # the guards' bounds, if any: scored once per scorer (search() counts it in the budget)
-    start = time.perf_counter()
-    rng = np.random.default_rng([seed, steps])
-    n_evals, slowest = 0, 0.0
-    best, best_scores = None, {}
-
-    def spent() -> float:
-        return time.perf_counter() - start
-
-    def room() -> bool:
-        return spent() + slowest <= budget_s
-
-    def consider(candidate: Candidate) -> float:
-        nonlocal best, best_scores, n_evals, slowest
-        t0 = time.perf_counter()
-        scores = scorer.score_all(candidate)
-        slowest = max(slowest, time.perf_counter() - t0)
-        n_evals += 1
-        if best is None or scorer.preferred(scores, best_scores):
-            best, best_scores = candidate, scores
-        if on_progress is not None:
-            guarded = "" if not scorer.guard else " (guard met)" if scorer.meets_guard(best_scores) else " (guard not met)"
-            on_progress(min(1.0, spent() / budget_s) if budget_s > 0 else 1.0,
-                        f"{steps} steps: best {scorer.metric} {best_scores[scorer.metric]:.3f}{guarded} "
-                        f"({n_evals} tried)")
-        return scores[scorer.metric]
-
-    baselines = {name: consider(c) for name, c in baseline_candidates(scorer.vocoder, steps).items()}
+    state = _StepSearch(scorer, steps, budget_s, on_progress)
+    baselines = {name: state.consider(c) for name, c in baseline_candidates(scorer.vocoder, steps).items()}
     stored = scorer.vocoder.defaults.schedules.get(steps)  # inherited from a fine-tune's parent, or searched before
     if stored is not None:
-        consider(Candidate(tuple(stored.betas), stored.sampler, stored.eta))
-    for candidate in last_step_candidates(best) + grid_candidates(steps):
-        if not room():
-            break
-        consider(candidate)
-    for eta in DDIM_ETAS:
-        if not room():
-            break
-        consider(Candidate(best.betas, "ddim", eta))
-    spread, failures = INITIAL_SPREAD, 0
-    while room():
-        before = best
-        consider(perturb(best, spread, rng))
-        if best is not before:
-            failures = 0
-        else:
-            failures += 1
-            if failures >= SHRINK_AFTER:
-                spread, failures = spread * 0.7, 0
-    bounds = scorer.bounds()
-    guard = tuple(GuardScore(g, best_scores[g], bounds[g], scorer.holds(g, best_scores)) for g in scorer.guard)
-    found = SearchedSchedule(betas=best.betas, sampler=best.sampler, eta=best.eta, metric=scorer.metric,
-                             score=best_scores[scorer.metric], clips=len(scorer.clips), gain_adjust=scorer.gain_adjust,
-                             guard=guard)
-    return StepResult(steps, found, baselines, n_evals)
+        state.consider(Candidate(tuple(stored.betas), stored.sampler, stored.eta))
+    state.consider_while_room(last_step_candidates(state.best) + grid_candidates(steps))
+    state.consider_while_room([Candidate(state.best.betas, "ddim", eta) for eta in DDIM_ETAS])
+    state.refine(np.random.default_rng([seed, steps]))
+    return StepResult(steps, state.found(), baselines, state.evaluations)
 
 
 def search(scorer: ClipScorer, step_counts: Sequence[int], budget_s: float, seed: int = 0,
@@ -371,31 +390,53 @@ class SearchJob:
         return results
 
 
-def prepare_search(checkpoint: str | Path, clips: Sequence[str | Path], *, steps: str | Sequence[int] = "2,3,4,6",
-                   metric: str = DEFAULT_METRIC, guard: Sequence[str] = (), budget_minutes: float = 10.0,
-                   output: str | Path | None = None, overwrite: bool = False, default_steps: int | None = None,
-                   device: str = "auto", seed: int = 0, gain_adjust: bool | None = None) -> SearchJob:
+@dataclass(frozen=True)
+class SearchRequest:
+    """What `audiodiff schedule search` is asked: the vocoder `checkpoint`, the held-out
+    `clips` (files or folders), the step counts, the `metric` to rank by and the `guard`
+    metrics, the time budget, where to write (`output`: default CKPT-STEM.searched.pt
+    beside it; the input itself only with `overwrite`), a `default_steps` to store, and
+    how to vocode (`device`, `seed`, `gain_adjust`: None is the checkpoint's setting)."""
+    checkpoint: str | Path
+    clips: Sequence[str | Path]
+    steps: str | Sequence[int] = "2,3,4,6"
+    metric: str = DEFAULT_METRIC
+    guard: Sequence[str] = ()
+    budget_minutes: float = 10.0
+    output: str | Path | None = None
+    overwrite: bool = False
+    default_steps: int | None = None
+    device: str = "auto"
+    seed: int = 0
+    gain_adjust: bool | None = None
+
+    @property
+    def target(self) -> Path:
+        checkpoint = Path(self.checkpoint)
+        return Path(self.output) if self.output is not None else checkpoint.with_name(f"{checkpoint.stem}.searched.pt")
+
+
+def prepare_search(request: SearchRequest) -> SearchJob:
     """Check every input of `audiodiff schedule search` before any work, then load the
     vocoder and the clips. One-line errors for: an unknown metric or guard, an output
     that is the input checkpoint (without `overwrite`) or cannot be written, bad step
     counts, a `default_steps` not searched, a missing clip or an empty folder, a bad
-    checkpoint, unreadable audio. `output` defaults to CKPT-STEM.searched.pt beside it."""
-    checkpoint = Path(checkpoint)
-    metric = resolve_metric(metric, "--metric")
-    guards = [resolve_metric(name, "--guard") for name in guard]
-    target = Path(output) if output is not None else checkpoint.with_name(f"{checkpoint.stem}.searched.pt")
-    if target.resolve() == checkpoint.resolve() and not overwrite:
+    checkpoint, unreadable audio."""
+    r, checkpoint, target = request, Path(request.checkpoint), request.target
+    metric = resolve_metric(r.metric, "--metric")
+    guards = [resolve_metric(name, "--guard") for name in r.guard]
+    if target.resolve() == checkpoint.resolve() and not r.overwrite:
         raise AudiodiffError(f"-o {target} is the input checkpoint; pass --overwrite to replace it")
     check_writable(target.parent)
-    counts = parse_steps(steps)
-    if default_steps is not None and default_steps not in counts:
-        raise AudiodiffError(f"--default-steps {default_steps} is not one of the searched --steps "
+    counts = parse_steps(r.steps)
+    if r.default_steps is not None and r.default_steps not in counts:
+        raise AudiodiffError(f"--default-steps {r.default_steps} is not one of the searched --steps "
                              f"{','.join(map(str, counts))}")
-    if budget_minutes < 0:
-        raise AudiodiffError(f"--budget-minutes {budget_minutes:g}: must be >= 0")
-    files = collect_audio(clips)
+    if r.budget_minutes < 0:
+        raise AudiodiffError(f"--budget-minutes {r.budget_minutes:g}: must be >= 0")
+    files = collect_audio(r.clips)
     data = load_checkpoint(checkpoint)
-    vocoder = Vocoder.from_checkpoint_data(data, str(checkpoint), device)
+    vocoder = Vocoder.from_checkpoint_data(data, str(checkpoint), r.device)
     audio = [load_audio(f, vocoder.sample_rate) for f in files]
-    scorer = ClipScorer(vocoder, audio, metric, seed=seed, gain_adjust=gain_adjust, guard=guards)
-    return SearchJob(data, checkpoint, target, files, counts, budget_minutes * 60, scorer, seed, default_steps)
+    scorer = ClipScorer(vocoder, audio, metric, seed=r.seed, gain_adjust=r.gain_adjust, guard=guards)
+    return SearchJob(data, checkpoint, target, files, counts, r.budget_minutes * 60, scorer, r.seed, r.default_steps)
