@@ -140,15 +140,24 @@ def noise_generator(seed: int | None, generator: torch.Generator | None) -> torc
     return generator if generator is not None else torch.Generator().manual_seed(0 if seed is None else seed)
 
 
+@dataclass(frozen=True)
+class ModelOrigin:
+    """Where a model's weights came from: the file (`source`, for messages), the steps they
+    were trained, and the checkpoint's inference defaults (None: none, the recipe's rule)."""
+    source: str = "<memory>"
+    step: int = 0
+    defaults: InferenceDefaults | None = None
+
+
 class _Model:
     """Shared by Vocoder and Generator: a network, its recipe and inference defaults, a
     device, and sampling by a SamplingPlan."""
 
     def __init__(self, network: nn.Module, recipe: Recipe, device: str | torch.device = "cpu",
-                 precision: str = "fp32", defaults: InferenceDefaults | None = None,
-                 source: str = "<memory>", step: int = 0):
-        """`defaults`: the checkpoint's (None: none, the recipe's rule); `source`: the file
-        the weights came from, `step` the steps they were trained (for messages)."""
+                 precision: str = "fp32", origin: ModelOrigin = ModelOrigin()):
+        """`origin`: where the weights came from (for messages) and their inference
+        defaults (the default: weights in memory, the recipe's rule)."""
+        source, step, defaults = origin.source, origin.step, origin.defaults
         self.device = resolve_device(device)
         check_precision(precision, self.device, "precision")
         self.precision = precision  # fp32, or bf16/fp16 autocast of the network (see precision.py)
@@ -174,8 +183,8 @@ class _Model:
         if not ema and checkpoint.inference_only:
             raise CheckpointError(f"{source}: an inference-only checkpoint (audiodiff export) holds EMA weights only")
         network.load_state_dict(checkpoint.ema if ema else checkpoint.model)
-        return cls(network, checkpoint.recipe, device=device, precision=precision, defaults=checkpoint.defaults,
-                   source=source, step=checkpoint.step)
+        return cls(network, checkpoint.recipe, device=device, precision=precision,
+                   origin=ModelOrigin(source, checkpoint.step, checkpoint.defaults))
 
     @property
     def sample_rate(self) -> int:
@@ -226,7 +235,8 @@ class Vocoder(_Model):
 
     def __init__(self, network: nn.Module, recipe: Recipe, **kwargs):
         if not network.conditional:
-            raise AudiodiffError(f"{kwargs.get('source', 'model')}: this is an unconditional model; "
+            source = kwargs.get("origin", ModelOrigin("model")).source
+            raise AudiodiffError(f"{source}: this is an unconditional model; "
                                  f"use Generator / `audiodiff sample`")
         super().__init__(network, recipe, **kwargs)
         self.mel_transform = MelSpectrogram(recipe.audio).to(self.device)
@@ -281,7 +291,8 @@ class Generator(_Model):
 
     def __init__(self, network: nn.Module, recipe: Recipe, **kwargs):
         if network.conditional:
-            raise AudiodiffError(f"{kwargs.get('source', 'model')}: this is a mel-conditioned vocoder; "
+            source = kwargs.get("origin", ModelOrigin("model")).source
+            raise AudiodiffError(f"{source}: this is a mel-conditioned vocoder; "
                                  f"use Vocoder / `audiodiff vocode`")
         super().__init__(network, recipe, **kwargs)
 

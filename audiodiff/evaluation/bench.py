@@ -54,7 +54,7 @@ def _build(cfg: dict):
     """The model to measure: from a checkpoint, or a recipe with random weights."""
     import torch
 
-    from audiodiff.inference import Generator, Vocoder, load_model
+    from audiodiff.inference import Generator, ModelOrigin, Vocoder, load_model
     from audiodiff.networks import build_network
     from audiodiff.recipe import load_recipe
 
@@ -66,7 +66,7 @@ def _build(cfg: dict):
     network = build_network(recipe)
     torch.nn.init.normal_(network.output_projection.weight, std=0.01)  # non-trivial output
     cls = Vocoder if recipe.model.conditional else Generator
-    return cls(network, recipe, device=cfg["device"], precision=precision, source=str(cfg["recipe"]))
+    return cls(network, recipe, device=cfg["device"], precision=precision, origin=ModelOrigin(str(cfg["recipe"])))
 
 
 def measure(cfg: dict, log: Callable[[str], None] = lambda _m: None) -> dict:

@@ -148,10 +148,24 @@ def write_report(result: EvalResult, config: AudioConfig | None = None) -> Path:
         from audiodiff.checkpoint import load_checkpoint
 
         config = load_checkpoint(result.meta["checkpoint"]).recipe.audio
-    labels = {m.key: m.label for m in result.metrics}
-    body = []
+    body = _summary(result)
+    if _metric_plot(plt, result, out / "img" / "metrics.png"):
+        body.append("<h2>Scores against step count</h2><img class='plot' src='img/metrics.png' alt='metrics vs steps'>")
+    body += _vocoder_cards(plt, result, config) if result.kind == "vocoder" else _generator_cards(plt, result, config)
+    name = html.escape(Path(result.meta["checkpoint"]).name)
+    page = ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+            f"<title>audiodiff eval: {name}</title>"
+            f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+    result.report_path = out / "report.html"
+    with atomic_path(result.report_path) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return result.report_path
+
+
+def _summary(result: EvalResult) -> list[str]:
+    """The page's head: the run's information, the means table and what its rows mean."""
     meta = result.meta
-    body.append(f"<h1>audiodiff eval: {html.escape(Path(meta['checkpoint']).name)}</h1>")
+    body = [f"<h1>audiodiff eval: {html.escape(Path(meta['checkpoint']).name)}</h1>"]
     body.append(f"<p class='meta'>{html.escape(meta['checkpoint'])} · {result.kind} · training step {meta['step']} · "
                 f"{meta['sample_rate']} Hz · mel preset {html.escape(str(meta['preset']))} · sampler "
                 f"{html.escape(meta['sampler'] or 'default')} · seed {meta['seed']} · torch {html.escape(meta['torch_version'])} · "
@@ -173,46 +187,49 @@ def write_report(result: EvalResult, config: AudioConfig | None = None) -> Path:
                     "flatness. White noise at the reference's level is a floor; one half of the reference set "
                     "against the other shows the statistics' own spread. DNSMOS (P.835, 1 to 5) is the mean over "
                     "each row's clips; the reference row's over excerpts as long as the generated clips.</p>")
-    if _metric_plot(plt, result, out / "img" / "metrics.png"):
-        body.append("<h2>Scores against step count</h2><img class='plot' src='img/metrics.png' alt='metrics vs steps'>")
-    if result.kind == "vocoder":
-        for name in result.files:
-            rows = [r for r in result.rows if r["file"] == name]
-            ref = next(r for r in rows if r["system"] == REFERENCE)
-            vmax = float(_spectrogram_db(out / ref["audio"], config).max())
-            cards = []
-            for r in rows:
-                img = f"img/{name}/{Path(r['audio']).stem}.png"
-                _save_spectrogram(plt, _spectrogram_db(out / r["audio"], config), out / img, None, config, vmax)
-                scores = " · ".join(f"{labels[k]} {_fmt(r.get(k), k)}" for k in CARD_METRICS
-                                    if k in labels and (r["system"] != REFERENCE or k not in PAIRED))
-                cards.append(_card(r["label"], img, r["audio"], scores))
-            columns = f"grid-template-columns: repeat({len(cards)}, minmax(230px, 1fr))"  # one row: side by side
-            body.append(f"<h2>{html.escape(name)}</h2><div class='row' style='{columns}'>{''.join(cards)}</div>")
-    else:
-        groups = [("reference clips", "reference", next((r["audio"] for r in result.rows
-                                                          if r["system"] in (REFERENCE, HALVES)), None))]
-        groups += [(r["label"], Path(r["audio"][0]).parent.name, r["audio"]) for r in result.rows
-                   if r["system"] not in (REFERENCE, HALVES)]
-        if groups[0][2] is None:
-            ref_dir = out / "audio" / "reference"
-            groups[0] = ("reference clips", "reference",
-                         [f"audio/reference/{p.name}" for p in sorted(ref_dir.glob("*.wav"))])
-        vmax = None  # one colour scale for every group: the reference clips' loudest bin
-        for title, key, audio in groups:
-            cards = []
-            specs = [(rel, _spectrogram_db(out / rel, config)) for rel in audio[:MAX_CLIPS_SHOWN]]
-            if vmax is None:
-                vmax = max(float(s.max()) for _, s in specs) if specs else 0.0
-            for rel, db in specs:
-                img = f"img/{key}/{Path(rel).stem}.png"
-                _save_spectrogram(plt, db, out / img, None, config, vmax)
-                cards.append(_card(Path(rel).stem, img, rel))
-            body.append(f"<h2>{html.escape(title)}</h2><div class='grid'>{''.join(cards)}</div>")
-    page = ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-            f"<title>audiodiff eval: {html.escape(Path(meta['checkpoint']).name)}</title>"
-            f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
-    result.report_path = out / "report.html"
-    with atomic_path(result.report_path) as tmp:
-        tmp.write_text(page, encoding="utf-8")
-    return result.report_path
+    return body
+
+
+def _vocoder_cards(plt, result: EvalResult, config: AudioConfig) -> list[str]:
+    """One row of cards per reference file: each system's spectrogram, player and scores."""
+    out, body = result.out_dir, []
+    labels = {m.key: m.label for m in result.metrics}
+    for name in result.files:
+        rows = [r for r in result.rows if r["file"] == name]
+        ref = next(r for r in rows if r["system"] == REFERENCE)
+        vmax = float(_spectrogram_db(out / ref["audio"], config).max())
+        cards = []
+        for r in rows:
+            img = f"img/{name}/{Path(r['audio']).stem}.png"
+            _save_spectrogram(plt, _spectrogram_db(out / r["audio"], config), out / img, None, config, vmax)
+            scores = " · ".join(f"{labels[k]} {_fmt(r.get(k), k)}" for k in CARD_METRICS
+                                if k in labels and (r["system"] != REFERENCE or k not in PAIRED))
+            cards.append(_card(r["label"], img, r["audio"], scores))
+        columns = f"grid-template-columns: repeat({len(cards)}, minmax(230px, 1fr))"  # one row: side by side
+        body.append(f"<h2>{html.escape(name)}</h2><div class='row' style='{columns}'>{''.join(cards)}</div>")
+    return body
+
+
+def _generator_cards(plt, result: EvalResult, config: AudioConfig) -> list[str]:
+    """A grid of cards per system (the reference clips first), one colour scale for all."""
+    out, body = result.out_dir, []
+    groups = [("reference clips", "reference", next((r["audio"] for r in result.rows
+                                                      if r["system"] in (REFERENCE, HALVES)), None))]
+    groups += [(r["label"], Path(r["audio"][0]).parent.name, r["audio"]) for r in result.rows
+               if r["system"] not in (REFERENCE, HALVES)]
+    if groups[0][2] is None:
+        ref_dir = out / "audio" / "reference"
+        groups[0] = ("reference clips", "reference",
+                     [f"audio/reference/{p.name}" for p in sorted(ref_dir.glob("*.wav"))])
+    vmax = None  # one colour scale for every group: the reference clips' loudest bin
+    for title, key, audio in groups:
+        cards = []
+        specs = [(rel, _spectrogram_db(out / rel, config)) for rel in audio[:MAX_CLIPS_SHOWN]]
+        if vmax is None:
+            vmax = max(float(s.max()) for _, s in specs) if specs else 0.0
+        for rel, db in specs:
+            img = f"img/{key}/{Path(rel).stem}.png"
+            _save_spectrogram(plt, db, out / img, None, config, vmax)
+            cards.append(_card(Path(rel).stem, img, rel))
+        body.append(f"<h2>{html.escape(title)}</h2><div class='grid'>{''.join(cards)}</div>")
+    return body
