@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from audiodiff.recipe import DiffusionConfig
+from audiodiff.recipe import DiffusionConfig, Recipe
 from audiodiff.spectral import mr_stft_loss
 from audiodiff.targets import target_from_eps
 
@@ -121,14 +121,54 @@ def sample_noise_levels(schedule: Schedule, batch: int, generator: torch.Generat
     return (levels[step] + u * (levels[step - 1] - levels[step])).float()
 
 
-def diffusion_loss(network: torch.nn.Module, audio: torch.Tensor, cond: torch.Tensor | None,
-                   schedule: Schedule, generator: torch.Generator, offset: int = 0,
-                   total: int | None = None, std: torch.Tensor | None = None,
-                   stft_weight: float = 0.0, target: str = "eps") -> torch.Tensor:
-    """L1 between the true and predicted `target` (targets.py: "eps", DiffWave's loss;
-    "x0" the clean signal; "v"), plus `stft_weight`
-    times the MR-STFT distance (spectral.py) between the clean audio and the network's
-    estimate of it, x0 = (noisy - sqrt(1 - level^2) * predicted noise) / level.
+@dataclass(frozen=True)
+class RowShare:
+    """Rows [offset, offset + B) of draws made from `generator` for a batch of `total` rows.
+
+    Training splits a global batch across processes and accumulation steps (see
+    training/step.py); the loss (`diffusion_loss`) or a sampler (samplers.py) run on one
+    share with a RowShare meets, row for row, the noise it would meet in the whole batch,
+    so the split does not change the result.
+    """
+    generator: torch.Generator
+    offset: int
+    total: int
+
+    @classmethod
+    def of(cls, generator: torch.Generator | RowShare, rows: int) -> RowShare:
+        """`generator` as a share: a plain generator is the share of all `rows` rows."""
+        return generator if isinstance(generator, RowShare) else cls(generator, 0, rows)
+
+    def rows(self, batch: int) -> slice:
+        """This share's `batch` rows of a draw of [total, ...]."""
+        return slice(self.offset, self.offset + batch)
+
+    def randn(self, shape: torch.Size) -> torch.Tensor:
+        """Standard normal draws of `shape` [B, ...]: this share's rows of [total, ...]."""
+        whole = torch.randn((self.total, *shape[1:]), generator=self.generator, dtype=torch.float32)
+        return whole[self.rows(shape[0])]
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """What the training loss is: noise levels drawn from `schedule`'s continuum, L1 on
+    the network's `target` ("eps", DiffWave's loss; "x0" the clean signal; "v": see
+    targets.py), plus `stft_weight` times the MR-STFT distance of its clean estimate."""
+    schedule: Schedule
+    target: str = "eps"
+    stft_weight: float = 0.0
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe) -> LossSpec:
+        """The recipe's loss: its training schedule, model.target, train.stft_loss_weight."""
+        return cls(training_schedule(recipe.diffusion), recipe.model.target, recipe.train.stft_loss_weight)
+
+
+def diffusion_loss(network: torch.nn.Module, audio: torch.Tensor, cond: torch.Tensor | None, spec: LossSpec,
+                   generator: torch.Generator | RowShare, std: torch.Tensor | None = None) -> torch.Tensor:
+    """L1 between the true and predicted `spec.target`, plus `spec.stft_weight` times the
+    MR-STFT distance (spectral.py) between the clean audio and the network's estimate of
+    it, x0 = (noisy - sqrt(1 - level^2) * predicted noise) / level.
 
     The sampler builds every step on that estimate (and gain adjustment reshapes it),
     so with only a few steps its spectral detail is what is heard; the noise loss
@@ -141,27 +181,28 @@ def diffusion_loss(network: torch.nn.Module, audio: torch.Tensor, cond: torch.Te
     audio [B, 1, T] clean; cond [B, n_mels, T] or None. Randomness comes from
     `generator` only (a CPU generator), so a seeded run repeats exactly.
 
-    When `audio` is rows [offset, offset + B) of a larger batch of `total` rows (one
-    process's or one accumulation step's share of a global batch), noise levels and
-    noise are drawn for all `total` rows and this share's rows are used: however a
-    batch is split, each crop meets the same noise as in the whole batch.
+    When `generator` is a RowShare, `audio` is rows [offset, offset + B) of a larger
+    batch of `total` rows (one process's or one accumulation step's share of a global
+    batch): noise levels and noise are drawn for all `total` rows and this share's rows
+    are used, so however a batch is split, each crop meets the same noise as in the
+    whole batch.
     """
-    rows = slice(offset, offset + audio.shape[0])
-    total = audio.shape[0] if total is None else total
-    level = sample_noise_levels(schedule, total, generator)[rows].to(audio.device)
-    eps = torch.randn((total, *audio.shape[1:]), generator=generator)[rows].to(audio.device)
+    share = RowShare.of(generator, audio.shape[0])
+    level = sample_noise_levels(spec.schedule, share.total, share.generator)[share.rows(audio.shape[0])]
+    level = level.to(audio.device)
+    eps = share.randn(audio.shape).to(audio.device)
     if std is not None:
         eps = eps * std
     a = level.view(-1, 1, 1)
     noisy = a * audio + (1 - a ** 2).sqrt() * eps
     predicted = network(noisy, level, cond)
-    if target == "eps":
+    if spec.target == "eps":
         error = (predicted - eps).abs()
         loss = (error if std is None else error / std).mean()
     else:
-        truth = target_from_eps(eps, noisy, a, target)
-        loss = (target_from_eps(predicted, noisy, a, target) - truth).abs().mean()
-    if stft_weight > 0:
+        truth = target_from_eps(eps, noisy, a, spec.target)
+        loss = (target_from_eps(predicted, noisy, a, spec.target) - truth).abs().mean()
+    if spec.stft_weight > 0:
         clean = target_from_eps(predicted, noisy, a, "x0")
-        loss = loss + stft_weight * mr_stft_loss(audio.squeeze(1), clean.squeeze(1)).mean()
+        loss = loss + spec.stft_weight * mr_stft_loss(audio.squeeze(1), clean.squeeze(1)).mean()
     return loss

@@ -3,17 +3,16 @@
 A denoiser is any callable `(x [B, 1, T], noise_level [B]) -> predicted noise [B, 1, T]`
 (the network with its conditioner bound, possibly evaluated in chunks). Samplers
 know nothing of the network's class; all randomness comes from the explicit
-`generator` (a CPU torch.Generator, or a `RowShare` of one), so a seed reproduces a
-result exactly.
+`generator` (a CPU torch.Generator, or a `RowShare` of one: see diffusion.py), so a
+seed reproduces a result exactly.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 
-from audiodiff.diffusion import Schedule
+from audiodiff.diffusion import RowShare, Schedule
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 StepCallback = Callable[[int], None] | None
@@ -24,28 +23,10 @@ def _level(schedule: Schedule, n: int, x: torch.Tensor) -> torch.Tensor:
     return schedule.noise_levels[n].to(dtype=torch.float32).expand(x.shape[0]).to(x.device)
 
 
-@dataclass(frozen=True)
-class RowShare:
-    """Rows [offset, offset + B) of draws made from `generator` for a batch of `total` rows.
-
-    Training splits a global batch across processes and accumulation steps (see
-    training/step.py); a sampler run on one share with a RowShare meets, row for row, the
-    noise it would meet in the whole batch, so the split does not change the result.
-    """
-    generator: torch.Generator
-    offset: int
-    total: int
-
-    def randn(self, shape: torch.Size) -> torch.Tensor:
-        """Standard normal draws of `shape` [B, ...]: this share's rows of [total, ...]."""
-        whole = torch.randn((self.total, *shape[1:]), generator=self.generator, dtype=torch.float32)
-        return whole[self.offset:self.offset + shape[0]]
-
-
 def _gaussian(like: torch.Tensor, generator: torch.Generator | RowShare,
               scale: torch.Tensor | None = None) -> torch.Tensor:
     """Draws shaped like `like` [B, ...] (a plain generator is the share of all B rows), times `scale`."""
-    share = generator if isinstance(generator, RowShare) else RowShare(generator, 0, like.shape[0])
+    share = RowShare.of(generator, like.shape[0])
     z = share.randn(like.shape).to(like.device, like.dtype)
     return z if scale is None else z * scale
 

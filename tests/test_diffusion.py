@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from audiodiff.diffusion import (Schedule, diffusion_loss, inference_schedule, make_betas, sample_noise_levels,
+from audiodiff.diffusion import (LossSpec, Schedule, diffusion_loss, inference_schedule, make_betas, sample_noise_levels,
                                  training_schedule)
 from audiodiff.recipe import LMNT_FAST_BETAS, DiffusionConfig
 from audiodiff.samplers import SAMPLERS, ddim, ddpm
@@ -120,9 +120,10 @@ def clean_signal(batch: int = 2, length: int = 2000) -> torch.Tensor:
 def test_diffusion_loss_is_zero_for_the_oracle_and_mean_abs_eps_for_zero():
     x0 = clean_signal()
     s = training_schedule(BASE)
-    loss = diffusion_loss(oracle_network(x0), x0, None, s, torch.Generator().manual_seed(0))
+    loss = diffusion_loss(oracle_network(x0), x0, None, LossSpec(s), torch.Generator().manual_seed(0))
     assert float(loss) < 1e-3
-    zero = diffusion_loss(lambda x, level, cond: torch.zeros_like(x), x0, None, s, torch.Generator().manual_seed(0))
+    zero = diffusion_loss(lambda x, level, cond: torch.zeros_like(x), x0, None, LossSpec(s),
+                          torch.Generator().manual_seed(0))
     assert float(zero) == pytest.approx(math.sqrt(2 / math.pi), rel=0.03)  # E|N(0,1)|
 
 
@@ -133,8 +134,8 @@ def test_stft_term_scores_the_estimate_of_the_clean_signal():
     x0 = clean_signal(length=4096)
     s = training_schedule(BASE)
     zero = lambda x, level, cond: torch.zeros_like(x)  # noqa: E731
-    plain = diffusion_loss(zero, x0, None, s, torch.Generator().manual_seed(3))
-    mixed = diffusion_loss(zero, x0, None, s, torch.Generator().manual_seed(3), stft_weight=0.5)
+    plain = diffusion_loss(zero, x0, None, LossSpec(s), torch.Generator().manual_seed(3))
+    mixed = diffusion_loss(zero, x0, None, LossSpec(s, stft_weight=0.5), torch.Generator().manual_seed(3))
     g = torch.Generator().manual_seed(3)
     level = sample_noise_levels(s, 2, g).view(-1, 1, 1)
     eps = torch.randn(x0.shape, generator=g)
@@ -142,7 +143,8 @@ def test_stft_term_scores_the_estimate_of_the_clean_signal():
     expected = mr_stft_loss(x0.squeeze(1), (noisy / level).squeeze(1)).mean()
     assert float(expected) > 0.5  # the noise is loud in the estimate: a term that matters
     assert float(mixed - plain) == pytest.approx(0.5 * float(expected), rel=1e-4)
-    oracle = diffusion_loss(oracle_network(x0), x0, None, s, torch.Generator().manual_seed(3), stft_weight=0.5)
+    oracle = diffusion_loss(oracle_network(x0), x0, None, LossSpec(s, stft_weight=0.5),
+                            torch.Generator().manual_seed(3))
     assert float(oracle) < 1e-2
 
 
@@ -151,16 +153,16 @@ def test_stft_term_gradient_reaches_the_network():
     scale = torch.tensor(0.5, requires_grad=True)
     net = lambda x, level, cond: scale * x  # noqa: E731
     s = training_schedule(BASE)
-    plain = diffusion_loss(net, x0, None, s, torch.Generator().manual_seed(0))
+    plain = diffusion_loss(net, x0, None, LossSpec(s), torch.Generator().manual_seed(0))
     (g_plain,) = torch.autograd.grad(plain, scale)
-    mixed = diffusion_loss(net, x0, None, s, torch.Generator().manual_seed(0), stft_weight=1.0)
+    mixed = diffusion_loss(net, x0, None, LossSpec(s, stft_weight=1.0), torch.Generator().manual_seed(0))
     (g_mixed,) = torch.autograd.grad(mixed, scale)
     assert math.isfinite(float(g_mixed)) and float(g_mixed) != pytest.approx(float(g_plain), rel=1e-3)
 
 
 def test_diffusion_loss_is_seeded():
     x0 = clean_signal()
-    s = training_schedule(BASE)
+    s = LossSpec(training_schedule(BASE))
     net = lambda x, level, cond: 0.5 * x  # noqa: E731
     a = diffusion_loss(net, x0, None, s, torch.Generator().manual_seed(7))
     b = diffusion_loss(net, x0, None, s, torch.Generator().manual_seed(7))

@@ -9,7 +9,7 @@ import soundfile as sf
 import torch
 
 from audiodiff.checkpoint import Checkpoint, export_inference_copy, load_checkpoint, save_checkpoint
-from audiodiff.diffusion import diffusion_loss, training_schedule
+from audiodiff.diffusion import LossSpec, diffusion_loss, training_schedule
 from audiodiff.errors import RecipeError
 from audiodiff.inference import Generator, Vocoder
 from audiodiff.networks import NETWORKS, build_network
@@ -87,8 +87,8 @@ def test_x0_loss_is_zero_for_a_perfect_clean_estimate():
     def oracle(noisy, level, cond):
         return eps_from(audio.expand_as(noisy), noisy, level.view(-1, 1, 1), "x0")
 
-    loss = diffusion_loss(oracle, audio, None, schedule, torch.Generator().manual_seed(0),
-                          stft_weight=1.0, target="x0")
+    spec = LossSpec(schedule, target="x0", stft_weight=1.0)
+    loss = diffusion_loss(oracle, audio, None, spec, torch.Generator().manual_seed(0))
     assert float(loss) < 1e-4
 
 

@@ -9,7 +9,7 @@ import torch
 
 from audiodiff.audio import MelSpectrogram
 from audiodiff.consistency import MelConsistency
-from audiodiff.diffusion import inference_schedule
+from audiodiff.diffusion import RowShare, inference_schedule
 from audiodiff.errors import RecipeError
 from audiodiff.training.infer_loss import infer_loss
 from audiodiff.recipe import DiffusionConfig, load_recipe
@@ -68,7 +68,8 @@ def test_gain_adjustment_runs_in_the_chain_when_given_the_mel():
     mel = transform(x0.squeeze(1))
     halve = lambda x, level: 0.5 * x  # noqa: E731
     raw = infer_loss(halve, x0, SCHEDULE, torch.Generator().manual_seed(1))
-    adjusted = infer_loss(halve, x0, SCHEDULE, torch.Generator().manual_seed(1), mel=mel, transform=transform)
+    adjusted = infer_loss(halve, x0, SCHEDULE, torch.Generator().manual_seed(1),
+                          project=MelConsistency(transform, mel).project)
     g = torch.Generator().manual_seed(1)
     noise = torch.randn(x0.shape, generator=g)
     sample = ddpm(halve, SCHEDULE, noise, g, project=MelConsistency(transform, mel).project)
@@ -86,11 +87,13 @@ def test_a_split_batch_meets_the_same_noise_as_the_whole():
     std = torch.linspace(0.2, 1.0, x0.shape[-1]).expand_as(x0).contiguous()
     halve = lambda x, level: 0.5 * x  # noqa: E731
 
-    def loss(rows: slice, **share) -> float:
-        return float(infer_loss(halve, x0[rows], SCHEDULE, torch.Generator().manual_seed(3), std=std[rows],
-                                mel=mel[rows], transform=transform, **share))
+    def loss(rows: slice, share: bool = False) -> float:
+        g = torch.Generator().manual_seed(3)
+        draws = RowShare(g, rows.start, 4) if share else g
+        return float(infer_loss(halve, x0[rows], SCHEDULE, draws, std=std[rows],
+                                project=MelConsistency(transform, mel[rows]).project))
     whole = loss(slice(0, 4))
-    parts = [(loss(slice(o, o + n), offset=o, total=4), n) for o, n in ((0, 1), (1, 2), (3, 1))]
+    parts = [(loss(slice(o, o + n), share=True), n) for o, n in ((0, 1), (1, 2), (3, 1))]
     assert sum(value * n for value, n in parts) / 4 == pytest.approx(whole, rel=1e-5)
     assert loss(slice(1, 3)) != pytest.approx(parts[1][0], rel=1e-3)
 

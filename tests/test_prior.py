@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from audiodiff.audio import MelSpectrogram
-from audiodiff.diffusion import Schedule, diffusion_loss, training_schedule
+from audiodiff.diffusion import LossSpec, Schedule, diffusion_loss, training_schedule
 from audiodiff.errors import RecipeError
 from audiodiff.inference import Vocoder
 from audiodiff.networks.diffwave import DiffWave
@@ -47,12 +47,12 @@ def test_reference_energy_is_the_percentile():
 
 def test_loss_weighs_scaled_noise_back_to_unit():
     """With a network that predicts zero, |eps * std| / std = |eps|: the same loss."""
-    schedule = training_schedule(load_recipe(TINY).diffusion)
+    spec = LossSpec(training_schedule(load_recipe(TINY).diffusion))
     zero = lambda noisy, level, cond: torch.zeros_like(noisy)  # noqa: E731
     audio = torch.zeros(2, 1, 512)
     std = torch.rand(2, 1, 512, generator=torch.Generator().manual_seed(1)) + 0.1
-    plain = diffusion_loss(zero, audio, None, schedule, torch.Generator().manual_seed(0))
-    scaled = diffusion_loss(zero, audio, None, schedule, torch.Generator().manual_seed(0), std=std)
+    plain = diffusion_loss(zero, audio, None, spec, torch.Generator().manual_seed(0))
+    scaled = diffusion_loss(zero, audio, None, spec, torch.Generator().manual_seed(0), std=std)
     assert float(scaled) == pytest.approx(float(plain), rel=1e-6)
     assert 0.7 < float(plain) < 0.9  # E|z| = 0.798
 

@@ -15,35 +15,31 @@ from __future__ import annotations
 
 import torch
 
-from audiodiff.audio import MelSpectrogram
-from audiodiff.consistency import MelConsistency
-from audiodiff.diffusion import Schedule
-from audiodiff.samplers import Denoiser, RowShare, ddpm
+from audiodiff.diffusion import RowShare, Schedule
+from audiodiff.samplers import Denoiser, Projection, ddpm
 from audiodiff.spectral import mr_stft_loss
 
 
-def infer_loss(denoise: Denoiser, audio: torch.Tensor, schedule: Schedule, generator: torch.Generator,
-               std: torch.Tensor | None = None, mel: torch.Tensor | None = None,
-               transform: MelSpectrogram | None = None, offset: int = 0,
-               total: int | None = None) -> torch.Tensor:
+def infer_loss(denoise: Denoiser, audio: torch.Tensor, schedule: Schedule, generator: torch.Generator | RowShare,
+               std: torch.Tensor | None = None, project: Projection = None) -> torch.Tensor:
     """Mean MR-STFT distance between `audio` [B, 1, T] and the ancestral (DDPM) sample
     that `schedule` makes from noise, differentiable in the network's parameters.
 
     `denoise(x [B, 1, T], level [B]) -> predicted noise [B, 1, T]`, bound to the crops'
     mel. `std` [B, 1, T]: PriorGrad's prior (scales the starting and injected noise, as
-    in `vocode`); None is unit noise. With `mel` [B, n_mels, T / hop] and its
-    `transform`, every step's clean estimate is gain-adjusted to the mel (`vocode
-    --gain-adjust`). All noise comes from `generator` (a CPU generator).
+    in `vocode`); None is unit noise. With `project` (`MelConsistency(transform,
+    mel).project`, consistency.py, for the crops' mel [B, n_mels, T / hop]), every step's
+    clean estimate is gain-adjusted to the mel (`vocode --gain-adjust`). All noise comes
+    from `generator` (a CPU generator).
 
-    When `audio` is rows [offset, offset + B) of a batch of `total` rows (a share of a
-    global batch, as in diffusion.diffusion_loss), every draw is made for all `total`
-    rows and this share's rows are used, so each crop meets the same noise however the
-    batch is split.
+    When `generator` is a RowShare, `audio` is rows [offset, offset + B) of a batch of
+    `total` rows (a share of a global batch, as in diffusion.diffusion_loss): every draw
+    is made for all `total` rows and this share's rows are used, so each crop meets the
+    same noise however the batch is split.
     """
-    share = RowShare(generator, offset, audio.shape[0] if total is None else total)
+    share = RowShare.of(generator, audio.shape[0])
     noise = share.randn(audio.shape).to(audio.device)
     if std is not None:
         noise = noise * std
-    project = None if mel is None else MelConsistency(transform, mel).project
     sample = ddpm(denoise, schedule, noise, share, noise_scale=std, project=project)
     return mr_stft_loss(audio.squeeze(1), sample.squeeze(1)).mean()

@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from audiodiff.audio import MelSpectrogram
-from audiodiff.diffusion import diffusion_loss, inference_schedule, training_schedule
+from audiodiff.consistency import MelConsistency
+from audiodiff.diffusion import LossSpec, RowShare, diffusion_loss, inference_schedule
 from audiodiff.prior import noise_std
 from audiodiff.recipe import Recipe
 from audiodiff.training.infer_loss import infer_loss
@@ -60,7 +61,7 @@ class Objective:
     def __init__(self, network: nn.Module, recipe: Recipe, transform: MelSpectrogram, total: int):
         self.denoiser: nn.Module = ConditionedNetwork(network)
         self.recipe, self.transform, self.total = recipe, transform, total
-        self.schedule = training_schedule(recipe.diffusion)
+        self.spec = LossSpec.from_recipe(recipe)
         self.infer_schedule = inference_schedule(recipe.diffusion, recipe.train.infer_steps)
 
     def loss(self, audio: torch.Tensor, mel: torch.Tensor | None, generator: torch.Generator,
@@ -68,13 +69,13 @@ class Objective:
         """Crops `audio` [B, 1, segment] and their `mel` [B, n_mels, segment / hop] (None
         for an unconditional network), rows [offset, offset + B) of the global batch; all
         noise from `generator` (a CPU generator seeded for the step)."""
-        cfg = self.recipe.train
+        cfg, share = self.recipe.train, RowShare(generator, offset, self.total)
         std = None if mel is None else noise_std(mel, self.recipe.audio, self.recipe.diffusion, audio.shape[-1])
-        loss = diffusion_loss(self.denoiser, audio, mel, self.schedule, generator, offset, self.total, std=std,
-                              stft_weight=cfg.stft_loss_weight, target=self.recipe.model.target)
+        loss = diffusion_loss(self.denoiser, audio, mel, self.spec, share, std=std)
         if cfg.infer_loss_weight > 0:
-            term = infer_loss(lambda x, level: self.denoiser(x, level, mel), audio, self.infer_schedule, generator,
-                              std=std, mel=mel if cfg.infer_gain_adjust else None, transform=self.transform,
-                              offset=offset, total=self.total)
+            adjust = mel is not None and cfg.infer_gain_adjust
+            project = MelConsistency(self.transform, mel).project if adjust else None
+            term = infer_loss(lambda x, level: self.denoiser(x, level, mel), audio, self.infer_schedule, share,
+                              std=std, project=project)
             return LossTerms(loss + cfg.infer_loss_weight * term, term)
         return LossTerms(loss, None)
