@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from audiodiff.diffusion import (LossSpec, Schedule, diffusion_loss, inference_schedule, make_betas, sample_noise_levels,
-                                 training_schedule)
+from audiodiff.diffusion import (LossSpec, Schedule, diffusion_loss, inference_schedule, make_betas,
+                                 sample_noise_levels, training_schedule)
 from audiodiff.recipe import LMNT_FAST_BETAS, DiffusionConfig
 from audiodiff.samplers import SAMPLERS, ddim, ddpm
 from audiodiff.spectral import mr_stft_loss

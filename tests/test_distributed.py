@@ -15,7 +15,7 @@ import torch.multiprocessing as mp
 from rich.console import Console
 
 from audiodiff.checkpoint import load_checkpoint
-from audiodiff.data import StepBatchSampler
+from audiodiff.data import BatchLayout, StepBatchSampler
 from audiodiff.training.distributed import init_distributed, shutdown
 from audiodiff.recipe import load_recipe
 from audiodiff.training import Trainer
@@ -61,9 +61,9 @@ def losses(out: Path) -> dict[int, float]:
 
 
 def test_global_batch_is_split_without_changing_its_crops():
-    one = StepBatchSampler(50, 12, seed=3, start_step=5, end_step=8)
-    shares = [list(StepBatchSampler(50, 3, seed=3, start_step=5, end_step=8, rank=r, world_size=2, accum=2))
-              for r in range(2)]
+    one = StepBatchSampler(50, BatchLayout(12), seed=3, start_step=5, end_step=8)
+    shares = [list(StepBatchSampler(50, BatchLayout(3, rank=r, world_size=2, accum=2), seed=3, start_step=5,
+                                    end_step=8)) for r in range(2)]
     assert len(one) == 3 and all(len(s) == 6 for s in shares)
     for k, whole in enumerate(one):
         # layout [accum][world][batch]: micro-batch m of rank r holds rows (m * 2 + r) * 3 ...

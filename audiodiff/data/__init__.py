@@ -11,11 +11,11 @@ depends only on (seed, step), so a resumed run sees the same batches as an
 uninterrupted one (and each process of a distributed run takes its share of them).
 `check.run_check` is the `audiodiff data check` command.
 """
-from audiodiff.data.crops import CropDataset, StepBatchSampler, ignore_stop_signals, read_segment, share_offset
+from audiodiff.data.crops import BatchLayout, CropDataset, StepBatchSampler, ignore_stop_signals, read_segment
 from audiodiff.data.scan import FileScan, inspect_file, scan_files
 from audiodiff.data.sources import Clip, SourceFile, list_files, split_clips
 from audiodiff.data.survey import Survey, TrainingData, prepare_training_data, survey_data
 
-__all__ = ["Clip", "CropDataset", "FileScan", "SourceFile", "StepBatchSampler", "Survey", "TrainingData",
-           "ignore_stop_signals", "inspect_file", "list_files", "prepare_training_data", "read_segment",
-           "scan_files", "share_offset", "split_clips", "survey_data"]
+__all__ = ["BatchLayout", "Clip", "CropDataset", "FileScan", "SourceFile", "StepBatchSampler", "Survey",
+           "TrainingData", "ignore_stop_signals", "inspect_file", "list_files", "prepare_training_data",
+           "read_segment", "scan_files", "split_clips", "survey_data"]

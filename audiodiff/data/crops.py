@@ -7,6 +7,7 @@ import sys
 import threading
 import traceback
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -156,48 +157,56 @@ def _is_fd_sharing_hangup(exc_type, exc_traceback) -> bool:
         any(f.filename.endswith("resource_sharer.py") for f in frames)
 
 
-def share_offset(micro: int, rank: int, world_size: int, batch_size: int) -> int:
-    """First row, in a step's global batch, of process `rank`'s micro-batch `micro`.
+@dataclass(frozen=True)
+class BatchLayout:
+    """How a step's global batch of `batch_size x world_size x accum` rows is split: one
+    micro-batch of `batch_size` rows per process (`rank` of `world_size`) and accumulation
+    step (`accum` per step), laid out as [accum][world_size][batch_size]."""
+    batch_size: int
+    rank: int = 0
+    world_size: int = 1
+    accum: int = 1
 
-    The global batch of `batch_size x world_size x accum` rows is laid out as
-    [accum][world_size][batch_size]: accumulation step `micro` of process `rank` holds
-    rows [offset, offset + batch_size).
-    """
-    return (micro * world_size + rank) * batch_size
+    def __post_init__(self) -> None:
+        if not 0 <= self.rank < self.world_size:
+            raise ValueError(f"rank {self.rank} is not in [0, {self.world_size})")
+
+    @property
+    def global_batch(self) -> int:
+        """Rows per step: batch_size x world_size x accum."""
+        return self.batch_size * self.world_size * self.accum
+
+    def offset(self, micro: int) -> int:
+        """First row, in the global batch, of this process's accumulation step `micro`:
+        it holds rows [offset, offset + batch_size)."""
+        return (micro * self.world_size + self.rank) * self.batch_size
 
 
 class StepBatchSampler(Sampler):
     """Yields, for each training step from `start_step`, this process's micro-batches of
-    (clip index, crop seed): `accum` lists of `batch_size` pairs per step.
+    (clip index, crop seed): `layout.accum` lists of `layout.batch_size` pairs per step.
 
-    Step s draws one global batch of `batch_size x world_size x accum` crops from
-    (seed, s) alone, and process `rank` takes its rows of it (see `share_offset`). So
+    Step s draws one global batch of `layout.global_batch` crops from (seed, s) alone,
+    and process `layout.rank` takes its rows of it (see `BatchLayout.offset`). So
     the crops of a step do not depend on how the global batch is split over processes
     and accumulation steps (one process with `batch_size` = the global batch sees the
     same crops), they are drawn afresh at every step, and resuming at step s
     reproduces them.
     """
 
-    def __init__(self, n_clips: int, batch_size: int, seed: int, start_step: int, end_step: int,
-                 rank: int = 0, world_size: int = 1, accum: int = 1):
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} is not in [0, {world_size})")
-        self.n_clips, self.batch_size, self.seed = n_clips, batch_size, seed
+    def __init__(self, n_clips: int, layout: BatchLayout, seed: int, start_step: int, end_step: int):
+        self.n_clips, self.layout, self.seed = n_clips, layout, seed
         self.start_step, self.end_step = start_step, end_step
-        self.rank, self.world_size, self.accum = rank, world_size, accum
-
-    @property
-    def global_batch(self) -> int:
-        return self.batch_size * self.world_size * self.accum
 
     def __len__(self) -> int:
-        return max(0, self.end_step - self.start_step) * self.accum
+        return max(0, self.end_step - self.start_step) * self.layout.accum
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        layout, n = self.layout, self.layout.batch_size
         for step in range(self.start_step, self.end_step):
             rng = np.random.default_rng([self.seed, step])
-            idx = rng.integers(self.n_clips, size=self.global_batch)
-            seeds = rng.integers(2 ** 62, size=self.global_batch)
-            for micro in range(self.accum):
-                o = share_offset(micro, self.rank, self.world_size, self.batch_size)
-                yield [(int(i), int(s)) for i, s in zip(idx[o:o + self.batch_size], seeds[o:o + self.batch_size])]
+            idx = rng.integers(self.n_clips, size=layout.global_batch)
+            seeds = rng.integers(2 ** 62, size=layout.global_batch)
+            for micro in range(layout.accum):
+                o = layout.offset(micro)
+                yield [(int(i), int(s)) for i, s in zip(idx[o:o + n], seeds[o:o + n])]

@@ -10,14 +10,20 @@ import torch
 from torch.utils.data import DataLoader
 
 from audiodiff.audio import MelSpectrogram, load_audio
-from audiodiff.data import Clip, CropDataset, StepBatchSampler, ignore_stop_signals
-from audiodiff.recipe import AudioConfig, Recipe
+from audiodiff.data import BatchLayout, Clip, CropDataset, StepBatchSampler, ignore_stop_signals
+from audiodiff.recipe import AudioConfig, Recipe, TrainConfig
 from audiodiff.training.distributed import DistContext
 
 
 def context_frames(audio: AudioConfig) -> int:
     """Frames of context each side of a crop: enough to cover half the STFT window."""
     return -(-(audio.n_fft // 2) // audio.hop_length)
+
+
+def batch_layout(cfg: TrainConfig, dist: DistContext) -> BatchLayout:
+    """This process's share of a step's global batch: `train.batch_size` crops for each
+    of `train.grad_accum` accumulation steps, its rank's among the run's processes."""
+    return BatchLayout(cfg.batch_size, dist.rank, dist.world_size, cfg.grad_accum)
 
 
 def crop_loader(recipe: Recipe, clips: list[Clip], step: int, dist: DistContext) -> DataLoader:
@@ -27,8 +33,7 @@ def crop_loader(recipe: Recipe, clips: list[Clip], step: int, dist: DistContext)
     cfg, audio = recipe.train, recipe.audio
     dataset = CropDataset(clips, audio.sample_rate, cfg.segment, audio.hop_length,
                           context=context_frames(audio) * audio.hop_length)
-    sampler = StepBatchSampler(len(clips), cfg.batch_size, cfg.seed, step, cfg.max_steps,
-                               rank=dist.rank, world_size=dist.world_size, accum=cfg.grad_accum)
+    sampler = StepBatchSampler(len(clips), batch_layout(cfg, dist), cfg.seed, step, cfg.max_steps)
     return DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.num_workers,
                       worker_init_fn=ignore_stop_signals if cfg.num_workers else None,
                       pin_memory=dist.device.type == "cuda")

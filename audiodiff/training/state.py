@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from audiodiff.checkpoint import Checkpoint, checkpoint_name, latest_checkpoint, load_checkpoint, save_checkpoint
+from audiodiff.data import BatchLayout
 from audiodiff.errors import AudiodiffError
 from audiodiff.inference_defaults import InferenceDefaults
 from audiodiff.networks import build_network
@@ -49,7 +50,7 @@ class TrainState:
 
 def global_batch(cfg: TrainConfig, world_size: int) -> int:
     """Crops per optimiser step: batch_size x processes x grad_accum."""
-    return cfg.batch_size * world_size * cfg.grad_accum
+    return BatchLayout(cfg.batch_size, world_size=world_size, accum=cfg.grad_accum).global_batch
 
 
 def resume(state: TrainState, recipe: Recipe, out: Path, batch: int, log: RunLog) -> None:

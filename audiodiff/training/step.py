@@ -20,11 +20,10 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from audiodiff.checkpoint import latest_checkpoint
-from audiodiff.data import share_offset
 from audiodiff.errors import TrainingStopped
 from audiodiff.precision import autocast
 from audiodiff.training.distributed import DistContext
-from audiodiff.training.loader import Crops
+from audiodiff.training.loader import Crops, batch_layout
 from audiodiff.training.lr_schedule import learning_rate_at
 from audiodiff.training.objective import Objective
 from audiodiff.training.run_log import RunLog
@@ -48,6 +47,7 @@ class TrainStep:
                  log: RunLog, out: Path):
         self.state, self.objective, self.crops, self.dist, self.log, self.out = state, objective, crops, dist, log, out
         self.cfg = objective.recipe.train
+        self.layout = batch_layout(self.cfg, dist)
 
     def __call__(self, batches: list[torch.Tensor]) -> StepResult:
         """One optimiser step on `grad_accum` micro-batches; raises TrainingStopped after
@@ -77,7 +77,7 @@ class TrainStep:
         for micro, batch in enumerate(batches):
             audio, mel = self.crops.split(batch)
             generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + state.step)
-            offset = share_offset(micro, self.dist.rank, self.dist.world_size, cfg.batch_size)
+            offset = self.layout.offset(micro)
             with gradient_sync(self.objective.denoiser, micro == len(batches) - 1):
                 with autocast(cfg.precision, device):
                     terms = self.objective.loss(audio, mel, generator, offset)
