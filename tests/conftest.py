@@ -135,10 +135,10 @@ def train_run(recipe, out: Path, init: Path | None = None) -> tuple[Path, str]:
 
     from rich.console import Console
 
-    from audiodiff.training import Trainer
+    from audiodiff.training import TrainOptions, Trainer
 
     log = io.StringIO()
-    last = Trainer(recipe, out, device="cpu", console=Console(file=log, width=300), progress=False, init=init).run()
+    last = Trainer(recipe, out, TrainOptions("cpu", Console(file=log, width=300), progress=False, init=init)).run()
     return last, log.getvalue()
 
 

@@ -13,7 +13,7 @@ from audiodiff.data import CropDataset, prepare_training_data, survey_data
 from audiodiff.errors import AudiodiffError
 from audiodiff.networks.diffwave import DiffWave
 from audiodiff.recipe import load_recipe
-from audiodiff.training import train
+from audiodiff.training import TrainOptions, train
 
 from conftest import raises_naming
 
@@ -40,7 +40,7 @@ def test_folder_with_a_corrupt_file_trains_and_the_warning_names_it(tmp_path):
     recipe = load_recipe(RECIPES / "tiny.toml", ["data.source=folder", f"data.root={tmp_path / 'data'}",
                                                   "train.max_steps=3", *TINY_MODEL])
     log = io.StringIO()
-    last = train(recipe, tmp_path / "run", device="cpu", console=Console(file=log, width=300), progress=False)
+    last = train(recipe, tmp_path / "run", TrainOptions("cpu", Console(file=log, width=300), progress=False))
     text = log.getvalue()
     assert last == tmp_path / "run" / "step-00000003.pt" and last.is_file()
     assert text.count(f"skipping {corrupt}: unreadable") == 1
@@ -55,7 +55,7 @@ def test_training_refuses_to_start_when_too_many_files_are_bad(tmp_path):
     recipe = load_recipe(RECIPES / "tiny.toml", ["data.source=folder", f"data.root={tmp_path / 'data'}",
                                                   "train.max_steps=1", *TINY_MODEL])
     with raises_naming(AudiodiffError, f"data.root {tmp_path / 'data'}", "data.max_bad_fraction", "50.0%"):
-        train(recipe, tmp_path / "run", device="cpu", console=Console(file=io.StringIO()), progress=False)
+        train(recipe, tmp_path / "run", TrainOptions("cpu", Console(file=io.StringIO()), progress=False))
     assert not list((tmp_path / "run").glob("step-*.pt"))
 
 

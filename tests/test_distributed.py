@@ -18,7 +18,7 @@ from audiodiff.checkpoint import load_checkpoint
 from audiodiff.data import BatchLayout, StepBatchSampler
 from audiodiff.training.distributed import init_distributed, shutdown
 from audiodiff.recipe import load_recipe
-from audiodiff.training import Trainer
+from audiodiff.training import TrainOptions, Trainer
 
 from conftest import TINY, tiny_overrides
 
@@ -46,7 +46,7 @@ def _ddp_worker(rank: int, world: int, port: int, first, then, out: str, result:
         assert (ctx.rank, ctx.world_size, ctx.distributed) == (rank, world, True)
         log = io.StringIO()
         for recipe in (first, then):
-            trainer = Trainer(recipe, out, console=Console(file=log, width=200), progress=False, dist=ctx)
+            trainer = Trainer(recipe, out, TrainOptions(console=Console(file=log, width=200), progress=False), dist=ctx)
             trainer.run()
         # the weights this rank holds in memory after the last step
         torch.save({"model": trainer.state.network.state_dict(), "ema": trainer.state.ema.state_dict(),
@@ -93,8 +93,8 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path, synth_fold
     mp.spawn(_ddp_worker, args=(2, free_port(), first, then, str(ddp), str(tmp_path)), nprocs=2)
     # one process, batch of 4, straight through
     single = tmp_path / "single"
-    Trainer(recipe_for(synth_folder, batch_size=4, max_steps=STEPS), single, device="cpu",
-            console=Console(file=io.StringIO()), progress=False).run()
+    Trainer(recipe_for(synth_folder, batch_size=4, max_steps=STEPS), single,
+            TrainOptions("cpu", Console(file=io.StringIO()), progress=False)).run()
 
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
     ref = load_checkpoint(single / "step-00000004.pt")

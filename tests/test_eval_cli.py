@@ -17,7 +17,7 @@ from audiodiff.audio import load_audio
 from audiodiff.evaluation import metrics as M
 from audiodiff.evaluation.evaluate import excerpt
 from audiodiff.recipe import load_recipe
-from audiodiff.training import train
+from audiodiff.training import TrainOptions, train
 
 from conftest import SR, TINY, tiny_overrides
 from test_eval_metrics import voiced
@@ -31,7 +31,7 @@ def run_cli(run_main, *args) -> tuple[int, str, str]:
 
 def _train(out: Path, root: Path, *extra: str) -> Path:
     recipe = load_recipe(TINY, tiny_overrides(root, max_steps=2) + list(extra))
-    return train(recipe, out, device="cpu", console=Console(file=io.StringIO()), progress=False)
+    return train(recipe, out, TrainOptions("cpu", Console(file=io.StringIO()), progress=False))
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from audiodiff.audio import load_audio, save_audio
 from audiodiff.evaluation.metrics import log_mel_distance
 from audiodiff.inference import Vocoder
 from audiodiff.recipe import Recipe, load_recipe
-from audiodiff.training import Trainer
+from audiodiff.training import TrainOptions, Trainer
 
 from conftest import SR, TINY
 
@@ -59,7 +59,7 @@ def overfit(tmp_path_factory, ljspeech_mini: Path) -> Overfit:
         "train.log_every=50", "train.checkpoint_every=100000", "train.validate_every=100000",
         "train.num_workers=0", "train.seed=0"])
     started = time.perf_counter()
-    last = Trainer(recipe, root / "run", device="cpu", console=Console(file=io.StringIO()), progress=False).run()
+    last = Trainer(recipe, root / "run", TrainOptions("cpu", Console(file=io.StringIO()), progress=False)).run()
     seconds = time.perf_counter() - started
     records = [json.loads(line) for line in (root / "run" / "metrics.jsonl").read_text().splitlines()]
     loss = {r["step"]: r["loss"] for r in records if "loss" in r}

@@ -14,7 +14,7 @@ import audiodiff.training.objective as objective
 from audiodiff.checkpoint import latest_checkpoint, load_checkpoint
 from audiodiff.inference import Vocoder
 from audiodiff.recipe import load_recipe
-from audiodiff.training import Trainer
+from audiodiff.training import TrainOptions, Trainer
 
 from conftest import TINY, train_run, tiny_overrides
 
@@ -80,7 +80,7 @@ def test_an_isolated_non_finite_step_is_skipped(tmp_path, synth_folder, monkeypa
     monkeypatch.setattr(objective, "diffusion_loss", nan_from(2, until=3))  # step 3's loss is NaN
     recipe = recipe_for(synth_folder, "train.tensorboard=false", max_steps=4)
     log = io.StringIO()
-    trainer = Trainer(recipe, tmp_path, device="cpu", console=Console(file=log, width=300), progress=False)
+    trainer = Trainer(recipe, tmp_path, TrainOptions("cpu", Console(file=log, width=300), progress=False))
     checked = []
 
     def step_and_check(batches, step=trainer.train_step):

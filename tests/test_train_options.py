@@ -17,7 +17,7 @@ from audiodiff.inference import Vocoder
 from audiodiff.training.lr_schedule import learning_rate_at
 from audiodiff.networks.diffwave import DiffWave
 from audiodiff.recipe import TrainConfig, load_recipe
-from audiodiff.training import Trainer
+from audiodiff.training import TrainOptions, Trainer
 
 from conftest import TINY, raises_naming, read_metrics as records, tiny_overrides, train_run as run
 
@@ -42,7 +42,7 @@ def test_bf16_training_runs_on_cpu(tmp_path, synth_folder):
 
 def test_fp16_needs_cuda(tmp_path, synth_folder):
     with raises_naming(AudiodiffError, "train.precision", "fp16"):
-        Trainer(recipe_for(synth_folder, precision="fp16"), tmp_path, device="cpu", progress=False)
+        Trainer(recipe_for(synth_folder, precision="fp16"), tmp_path, TrainOptions("cpu", progress=False))
 
 
 @pytest.mark.parametrize("extra, atol", [
@@ -92,7 +92,7 @@ def test_learning_rate_schedule():
 
 def test_the_scheduled_rate_is_used_and_logged(tmp_path, synth_folder):
     recipe = recipe_for(synth_folder, max_steps=3, learning_rate=1e-3, warmup_steps=2)
-    trainer = Trainer(recipe, tmp_path, device="cpu", console=Console(file=io.StringIO()), progress=False)
+    trainer = Trainer(recipe, tmp_path, TrainOptions("cpu", Console(file=io.StringIO()), progress=False))
     trainer.run()
     logged = [r["learning_rate"] for r in records(tmp_path) if "learning_rate" in r]
     assert logged == pytest.approx([5e-4, 1e-3, 1e-3])
@@ -150,8 +150,8 @@ def test_loss_scaling_path_of_fp16(tmp_path, synth_folder):
     """fp16 needs CUDA; its gradient scaler's path (scale, unscale, clip, step, update, saved
     and restored with the checkpoint) is exercised here with a CPU scaler under bf16."""
     def trainer(out: Path, steps: int, scaled: bool) -> Trainer:
-        t = Trainer(recipe_for(synth_folder, precision="bf16", max_steps=steps), out, device="cpu",
-                    console=Console(file=io.StringIO()), progress=False)
+        t = Trainer(recipe_for(synth_folder, precision="bf16", max_steps=steps), out,
+                    TrainOptions("cpu", Console(file=io.StringIO()), progress=False))
         if scaled:
             t.state.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 10, growth_interval=2)
         return t

@@ -20,7 +20,7 @@ from audiodiff.errors import AudiodiffError
 from audiodiff.inference import Vocoder
 from audiodiff.recipe import load_recipe
 from audiodiff.searched_schedule import SearchedSchedule
-from audiodiff.training import Trainer
+from audiodiff.training import TrainOptions, Trainer
 
 from conftest import TINY, raises_naming, read_metrics as metrics, tiny_overrides, train_run as run
 
@@ -125,7 +125,7 @@ def test_init_fine_tunes_an_exported_model(tmp_path, synth_folder, trained_tiny)
     exported = export_inference_copy(load_checkpoint(trained_tiny / "step-00000002.pt"), tmp_path / "model.pt")
     ema = load_checkpoint(exported).ema  # float16: what the file holds
     recipe = recipe_for(synth_folder, max_steps=4, checkpoint_every=1)
-    trainer = Trainer(recipe, tmp_path / "probe", device="cpu", progress=False)
+    trainer = Trainer(recipe, tmp_path / "probe", TrainOptions("cpu", progress=False))
     trainer.start_from(exported)
     assert trainer.step == 2
     for key, value in ema.items():  # both start from the exported weights, cast back to float32
@@ -216,7 +216,7 @@ def test_unconditional_training_generates_samples(tmp_path, synth_folder):
 
 def test_segment_must_be_a_multiple_of_hop(tmp_path, synth_folder):
     with raises_naming(AudiodiffError, "train.segment 1000", "audio.hop_length 256"):
-        Trainer(recipe_for(synth_folder, segment=1000), tmp_path, device="cpu", progress=False)
+        Trainer(recipe_for(synth_folder, segment=1000), tmp_path, TrainOptions("cpu", progress=False))
 
 
 def test_missing_data_root(tmp_path):

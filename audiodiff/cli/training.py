@@ -25,6 +25,7 @@ def train(
     """Train a model from a recipe; resumes from the newest checkpoint in --out-dir. Under torchrun, data-parallel."""
     from audiodiff.training.distributed import is_main_process
     from audiodiff.recipe import load_recipe, resolve_recipe
+    from audiodiff.training import TrainOptions
     from audiodiff.training import train as run_training
 
     err.quiet = not is_main_process()  # under torchrun only rank 0 prints
@@ -38,7 +39,7 @@ def train(
     parsed = load_recipe(path, overrides)
     out = out or Path("runs") / path.stem
     try:
-        last = run_training(parsed, out, device=device, console=err, init=init)
+        last = run_training(parsed, out, TrainOptions(device=device, console=err, init=init))
     except KeyboardInterrupt:
         err.print("Interrupted; re-run the same command to resume.")
         raise typer.Exit(130) from None

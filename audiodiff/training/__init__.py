@@ -1,7 +1,8 @@
 """Training: `train` (or `Trainer(...).run()`) trains a recipe's network in a run folder,
-resuming from its newest checkpoint. AdamW with a learning-rate schedule, gradient
-accumulation, clipping, EMA, mixed precision, data parallelism (torchrun), atomic
-checkpoints, resume, validation, and logging to metrics.jsonl and TensorBoard.
+resuming from its newest checkpoint, with `TrainOptions` (device, console, progress bar,
+`--init`). AdamW with a learning-rate schedule, gradient accumulation, clipping, EMA,
+mixed precision, data parallelism (torchrun), atomic checkpoints, resume, validation,
+and logging to metrics.jsonl and TensorBoard.
 
 A run lives in one folder:
 
@@ -38,6 +39,6 @@ The pieces, one idea each:
     distributed.py torchrun: this process's rank, device and process group
     logging_tb.py  TensorBoard events (when the optional package is installed)
 """
-from audiodiff.training.trainer import Trainer, train
+from audiodiff.training.trainer import TrainOptions, Trainer, train
 
-__all__ = ["Trainer", "train"]
+__all__ = ["TrainOptions", "Trainer", "train"]

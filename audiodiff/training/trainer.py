@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import signal
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -35,21 +36,32 @@ from audiodiff.training.step import StepResult, TrainStep, data_parallel
 from audiodiff.training.validation import Validator
 
 
+@dataclass(frozen=True)
+class TrainOptions:
+    """How a run is started, beside its recipe and folder: on `device` ("auto", "cpu",
+    "cuda:1"...), `console` getting the messages (rank 0; None: a default one) with a
+    progress bar there if `progress`, and a new run starting from `init`'s weights (a
+    checkpoint file or a shipped model's name, see state.start_from) when given."""
+    device: str = "auto"
+    console: Console | None = None
+    progress: bool = True
+    init: str | Path | None = None
+
+
 class Trainer:
     """Trains the recipe's network in `out_dir`, resuming from its newest checkpoint; a
-    new run starts from `init`'s weights when given (state.start_from).
+    new run starts from `options.init`'s weights when given (state.start_from).
 
     `dist` (from `distributed.init_distributed`) places this process in a data-parallel
-    run and sets its device; without it the run is one process on `device`. `console`
-    gets the messages (rank 0), `progress` shows a progress bar there.
+    run and sets its device; without it the run is one process on `options.device`.
     """
 
-    def __init__(self, recipe: Recipe, out_dir: str | Path, *, device: str = "auto", console: Console | None = None,
-                 progress: bool = True, dist: DistContext | None = None, init: str | Path | None = None):
+    def __init__(self, recipe: Recipe, out_dir: str | Path, options: TrainOptions = TrainOptions(),
+                 dist: DistContext | None = None):
         self.recipe, self.out = recipe, Path(out_dir)
-        self.init = Path(init) if init is not None else None
-        self.dist = dist or DistContext(resolve_device(device))
-        self.log = RunLog(self.out, console, self.dist.is_main, progress, recipe.audio)
+        self.init = Path(options.init) if options.init is not None else None
+        self.dist = dist or DistContext(resolve_device(options.device))
+        self.log = RunLog(self.out, options.console, self.dist.is_main, options.progress, recipe.audio)
         _check_settings(recipe, self.dist.device)
         self.state = TrainState.fresh(recipe, self.dist.device)
         transform = MelSpectrogram(recipe.audio).to(self.dist.device)
@@ -204,16 +216,16 @@ def _raise_interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
     raise KeyboardInterrupt
 
 
-def train(recipe: Recipe, out_dir: str | Path, device: str = "auto", console: Console | None = None,
-          progress: bool = True, init: str | Path | None = None) -> Path | None:
+def train(recipe: Recipe, out_dir: str | Path, options: TrainOptions = TrainOptions()) -> Path | None:
     """Train (or resume) a run; returns the path of its last checkpoint. A new run (no
-    checkpoint in `out_dir`) starts from `init`'s weights when given (state.start_from).
+    checkpoint in `out_dir`) starts from `options.init`'s weights when given
+    (state.start_from).
 
     Started by torchrun, this process joins the data-parallel run (see distributed.py)
     and leaves it at the end.
     """
-    ctx = init_distributed(device)
+    ctx = init_distributed(options.device)
     try:
-        return Trainer(recipe, out_dir, console=console, progress=progress, dist=ctx, init=init).run()
+        return Trainer(recipe, out_dir, options, dist=ctx).run()
     finally:
         shutdown(ctx)
