@@ -195,7 +195,7 @@ class TrainConfig:
     events in the run folder when the package is installed. `stft_loss_weight` adds
     that multiple of the MR-STFT distance between each crop and the network's estimate
     of it to the noise loss (diffusion.diffusion_loss); 0 is DiffWave's loss alone.
-    `infer_loss_weight` adds that multiple of InferGrad's infer loss (infer_loss.py):
+    `infer_loss_weight` adds that multiple of InferGrad's infer loss (training/infer_loss.py):
     the MR-STFT distance between each crop and what `infer_steps` DDPM steps of the
     default schedule for that count make from its mel (with mel gain adjustment at
     every step if `infer_gain_adjust`), backpropagated through every step; vocoders
