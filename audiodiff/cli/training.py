@@ -39,7 +39,7 @@ def train(
     parsed = load_recipe(path, overrides)
     out = out or Path("runs") / path.stem
     try:
-        last = run_training(parsed, out, TrainOptions(device=device, console=err, init=init))
+        last = run_training(parsed, out, options=TrainOptions(device=device, console=err, init=init))
     except KeyboardInterrupt:
         err.print("Interrupted; re-run the same command to resume.")
         raise typer.Exit(130) from None
