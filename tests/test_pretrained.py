@@ -117,6 +117,8 @@ def test_info_without_checkpoint_lists_both_defaults(run_main):
         card = model_card(kind)
         assert f"Default {kind}" in result.stdout and card.name in result.stdout
         assert card.license in result.stdout.replace("\n", " ")
+        assert (f"recipe: {card.recipe} (fine-tune: audiodiff train {card.recipe} --init {kind}"
+                in " ".join(result.stdout.split()))
     assert "searched 4-step schedule" in result.stdout
 
 
@@ -129,7 +131,8 @@ def test_fine_tuning_the_shipped_vocoder_by_name_keeps_its_defaults(tmp_path, ru
             "train.num_workers=0", "train.validate_seconds=0.25", "train.tensorboard=false", "train.log_every=1"]
     shipped_vocoder = Vocoder.from_checkpoint(DEFAULTS["vocoder"])
     step = shipped_vocoder.step
-    result = run_main("train", "kathleen", "--data", synth_folder, "--init", "vocoder", "--out-dir", out,
+    recipe = model_card("vocoder").recipe  # the recipe the shipped vocoder was trained with
+    result = run_main("train", recipe, "--data", synth_folder, "--init", "vocoder", "--out-dir", out,
                       "--max-steps", step + 1, "--device", "cpu", *[x for s in sets for x in ("--set", s)])
     assert result.returncode == 0, result.stderr
     name = model_card("vocoder").name

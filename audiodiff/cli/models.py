@@ -87,6 +87,8 @@ def _describe(out: Console, ckpt: Path, card, data) -> None:
         say(f"  trained on: {card.trained_on}")
         say(f"  licence: {card.license}")
         say(f"  training: {card.train_hours:g} hours on {card.hardware}: {card.training}")
+        if card.recipe:
+            say(f"  recipe: {card.recipe} (fine-tune: audiodiff train {card.recipe} --init {'vocoder' if r.model.conditional else 'generator'} ...)")
         say(f"  speed: {card.speed}")
         if card.quality:
             say(f"  quality: {card.quality}")

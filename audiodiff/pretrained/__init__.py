@@ -32,6 +32,7 @@ class ModelCard:
     hardware: str
     speed: str      # measured speed at the default step count
     quality: str = ""
+    recipe: str = ""  # the shipped recipe it was trained with: `audiodiff train RECIPE --init <kind>` fine-tunes it
 
     @classmethod
     def load(cls, path: Path) -> ModelCard:
@@ -67,7 +68,7 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
 
 
 def model_name(path: str | Path) -> str:
-    """A short name for a checkpoint: a shipped default's card name ('kathleen-12x32-infer'),
+    """A short name for a checkpoint: a shipped default's card name ('kathleen-frames-8x192'),
     else the path as given."""
     for kind, shipped in DEFAULTS.items():
         card = model_card(kind) if shipped.is_file() and Path(path).resolve() == shipped.resolve() else None
