@@ -118,6 +118,7 @@ def evaluate(runs: Path) -> None:
                             flag, "--out-dir", str(runs / f"eval-{arm}-{mode}")], cwd=REPO, check=True)
 
 
+BASELINES = ("reference", "griffin_lim", "band_griffin_lim")  # eval's system names for the rows beside the model
 COLUMNS = (("pesq_wb", "PESQ-wb"), ("stoi", "STOI"), ("log_mel", "log-mel"), ("dnsmos_ovrl", "DNSMOS OVRL"))
 
 
@@ -132,7 +133,7 @@ def table(runs: Path) -> str:
                 continue
             for row in json.loads(path.read_text())["means"]:
                 system = row.get("system", "")
-                if system in ("reference", "griffin-lim"):
+                if system in BASELINES:
                     baselines[system] = row
                     continue
                 cells = " | ".join(_fmt(row.get(key)) for key, _ in COLUMNS)
