@@ -212,6 +212,8 @@ def test_unconditional_training_generates_samples(tmp_path, synth_folder):
     assert load_checkpoint(last).recipe.model.conditional is False
     info = sf.info(tmp_path / "samples" / "step-00000002.wav")
     assert info.frames == round(0.25 * 22050)
+    val = [m for m in metrics(tmp_path) if "val_flatness" in m]  # an untrained net makes noise: flat
+    assert len(val) == 1 and val[0]["step"] == 2 and 0.05 < val[0]["val_flatness"] <= 1.0
 
 
 def test_segment_must_be_a_multiple_of_hop(tmp_path, synth_folder):

@@ -2,8 +2,9 @@
 
 A vocoder resynthesises the held-out reference clip with the fast schedule and its
 own sampler (no mel gain adjustment, so the number tracks the network) and is scored
-by the log-mel distance to it; a generator makes `train.validate_seconds` of sound,
-unscored. Both are saved as `samples/step-XXXXXXXX.wav` (the reference once, as
+by the log-mel distance to it; a generator makes `train.validate_seconds` of sound
+with up to `GENERATOR_STEPS` steps of its training schedule (its fast schedule is a
+vocoder's), scored by its mean spectral flatness (noise near 0.3-1, notes near 0.01). Both are saved as `samples/step-XXXXXXXX.wav` (the reference once, as
 `samples/reference.wav`) and go to TensorBoard as audio and spectrogram.
 """
 from __future__ import annotations
@@ -14,10 +15,12 @@ import torch
 from torch import nn
 
 from audiodiff.audio import save_audio
-from audiodiff.evaluation.metrics import log_mel_distance
+from audiodiff.evaluation.metrics import log_mel_distance, set_features
 from audiodiff.inference import Generator, Vocoder
 from audiodiff.recipe import Recipe
 from audiodiff.training.run_log import RunLog
+
+GENERATOR_STEPS = 50  # a generator's validation steps at most (the training schedule sub-sampled)
 
 
 class Validator:
@@ -45,9 +48,10 @@ class Validator:
             self._reference_to_tensorboard(step, reference)
         else:
             generator = Generator(ema, self.recipe, device=self.device)
-            wav = generator.generate(self.recipe.train.validate_seconds, steps=fast, seed=0)[0]
+            steps = min(GENERATOR_STEPS, self.recipe.diffusion.steps)
+            wav = generator.generate(self.recipe.train.validate_seconds, steps=steps, seed=0)[0]
             save_audio(name, wav, audio.sample_rate)
-            result = {}
+            result = {"val_flatness": float(set_features([wav], audio).flatness.mean())}
         self.log.tb.audio_and_spectrogram(step, "val/audio", "val/spectrogram", wav)
         self.log.tb.scalars(step, {f"val/{k.removeprefix('val_')}": v for k, v in result.items()})
         return result
