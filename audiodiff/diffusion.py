@@ -153,15 +153,19 @@ class RowShare:
 class LossSpec:
     """What the training loss is: noise levels drawn from `schedule`'s continuum, L1 on
     the network's `target` ("eps", DiffWave's loss; "x0" the clean signal; "v": see
-    targets.py), plus `stft_weight` times the MR-STFT distance of its clean estimate."""
+    targets.py), plus `stft_weight` times the MR-STFT distance of its clean estimate;
+    the clean audio is multiplied by `data_scale` first (DiffusionConfig.data_scale)."""
     schedule: Schedule
     target: str = "eps"
     stft_weight: float = 0.0
+    data_scale: float = 1.0
 
     @classmethod
     def from_recipe(cls, recipe: Recipe) -> LossSpec:
-        """The recipe's loss: its training schedule, model.target, train.stft_loss_weight."""
-        return cls(training_schedule(recipe.diffusion), recipe.model.target, recipe.train.stft_loss_weight)
+        """The recipe's loss: its training schedule, model.target, train.stft_loss_weight,
+        diffusion.data_scale."""
+        return cls(training_schedule(recipe.diffusion), recipe.model.target, recipe.train.stft_loss_weight,
+                   recipe.diffusion.data_scale)
 
 
 def diffusion_loss(network: torch.nn.Module, audio: torch.Tensor, cond: torch.Tensor | None, spec: LossSpec,
@@ -188,6 +192,7 @@ def diffusion_loss(network: torch.nn.Module, audio: torch.Tensor, cond: torch.Te
     whole batch.
     """
     share = RowShare.of(generator, audio.shape[0])
+    audio = audio * spec.data_scale
     level = sample_noise_levels(spec.schedule, share.total, share.generator)[share.rows(audio.shape[0])]
     level = level.to(audio.device)
     eps = share.randn(audio.shape).to(audio.device)

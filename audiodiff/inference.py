@@ -302,13 +302,15 @@ class Generator(_Model):
         """-> [count, round(seconds * sample_rate)] waveforms of any length, sampled by
         `plan` or by the plan the keyword `overrides` (`steps`, `sampler`, `eta`,
         `schedule`) resolve to: by default the checkpoint's step count, else the
-        training schedule's length."""
+        training schedule's length. The samples are divided by the recipe's
+        `diffusion.data_scale` (the scale the network was trained at)."""
         check_sample_memory(seconds, count, self.sample_rate, self.device)  # one line, before any allocation
         length = int(round(seconds * self.sample_rate))
         if length <= 0 or count <= 0:
             raise AudiodiffError("--seconds and -n must be positive")
         plan = self._plan(plan, overrides)
-        return self._sample(plan, count, length, noise_generator(seed, generator), on_step)
+        samples = self._sample(plan, count, length, noise_generator(seed, generator), on_step)
+        return samples / self.recipe.diffusion.data_scale
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu", precision: str = "fp32") -> Vocoder | Generator:

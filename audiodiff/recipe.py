@@ -145,6 +145,11 @@ class DiffusionConfig:
     `prior` "standard" is unit white noise; "energy" (vocoders only) is PriorGrad's
     prior: noise scaled per mel frame to the frame's energy over `prior_reference`,
     clamped to [`prior_min`, 1] (see prior.py).
+    `data_scale` (generators only): training multiplies the clean audio by it before
+    noising it, and sampling divides what it makes by it. Audio at an RMS of about 0.1
+    against unit noise spends most of a DiffWave schedule below 0 dB SNR, where a
+    network learns little; scaling the data towards unit spread moves the schedule's
+    levels onto the signal (EDM's sigma_data, as a recipe key). 1: none.
     """
     schedule: str = "linear"
     steps: int = 50
@@ -154,6 +159,7 @@ class DiffusionConfig:
     prior: str = "standard"
     prior_min: float = 0.1
     prior_reference: float = 0.0
+    data_scale: float = 1.0
 
     @property
     def fast_steps(self) -> int:
@@ -174,6 +180,7 @@ class DiffusionConfig:
         _check(0 < self.prior_min <= 1, where, "diffusion.prior_min", "must be in (0, 1]")
         _check(self.prior != "energy" or self.prior_reference > 0, where, "diffusion.prior_reference",
                "must be > 0 with prior = 'energy' (the 99th percentile of the data's frame energies)")
+        _check(self.data_scale > 0, where, "diffusion.data_scale", "must be positive")
 
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -421,6 +428,8 @@ def _recipe_from_table(table: dict[str, Any], where: str) -> Recipe:
         parts[name].validate(where)
     _check(parts["diffusion"].prior == "standard" or parts["model"].conditional, where, "diffusion.prior",
            "'energy' needs a mel: use it with model.conditional = true")
+    _check(parts["diffusion"].data_scale == 1 or not parts["model"].conditional, where, "diffusion.data_scale",
+           "is for generators: a vocoder's level comes from its mel (use model.conditional = false or 1)")
     _check(parts["train"].infer_loss_weight == 0 or parts["model"].conditional, where, "train.infer_loss_weight",
            "needs a mel to sample from: use it with model.conditional = true (or set it to 0)")
     return Recipe(**parts)

@@ -170,6 +170,21 @@ def test_diffusion_loss_is_seeded():
     assert float(a) == float(b) and float(a) != float(c)
 
 
+def test_data_scale_noises_the_scaled_audio():
+    """data_scale 4 on x0 is the plain loss on 4 * x0 (same draws): the network sees and
+    is scored on the scaled signal, and the oracle of the scaled signal is exact."""
+    x0 = 0.1 * clean_signal(length=4096)
+    s = training_schedule(BASE)
+    net = lambda x, level, cond: 0.3 * x  # noqa: E731
+    for target in ("eps", "x0"):
+        scaled = diffusion_loss(net, x0, None, LossSpec(s, target, 0.5, data_scale=4.0), torch.Generator().manual_seed(2))
+        plain = diffusion_loss(net, 4 * x0, None, LossSpec(s, target, 0.5), torch.Generator().manual_seed(2))
+        unscaled = diffusion_loss(net, x0, None, LossSpec(s, target, 0.5), torch.Generator().manual_seed(2))
+        assert float(scaled) == pytest.approx(float(plain), rel=1e-6) and float(scaled) != pytest.approx(float(unscaled))
+    exact = diffusion_loss(oracle_network(4 * x0), x0, None, LossSpec(s, data_scale=4.0), torch.Generator().manual_seed(2))
+    assert float(exact) < 1e-3
+
+
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
 @pytest.mark.parametrize("steps", [6, 10, 50])
 def test_samplers_recover_x0_with_an_oracle(sampler, steps):

@@ -165,6 +165,26 @@ def test_chunked_sampling_equals_whole_signal(mask):
     assert float((chunked - whole).abs().max()) < 1e-4 * float(whole.abs().max())
 
 
+def test_generator_divides_its_samples_by_the_data_scale():
+    plain = frames_recipe("model.conditional=false")
+    scaled = frames_recipe("model.conditional=false", "diffusion.data_scale=4.0")
+    assert scaled.diffusion.data_scale == 4.0
+    net = perturbed(build_network(plain))
+    a = Generator(net, plain).generate(0.5, steps=3, seed=1)
+    b = Generator(net, scaled).generate(0.5, steps=3, seed=1)
+    assert float(a.abs().max()) > 1e-3
+    torch.testing.assert_close(b, a / 4.0)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["model.conditional=false", "diffusion.data_scale=0"], "diffusion.data_scale must be positive"),
+    (["diffusion.data_scale=2.0"], "diffusion.data_scale is for generators"),
+])
+def test_data_scale_is_validated(overrides, message):
+    with raises_naming(RecipeError, message, "tiny"):
+        frames_recipe(*overrides)
+
+
 @pytest.mark.slow
 def test_trains_resumes_bit_identically_exports_and_searches(tmp_path, synth_folder):
     def recipe(max_steps):
