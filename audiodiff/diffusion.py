@@ -151,27 +151,26 @@ class RowShare:
 
 @dataclass(frozen=True)
 class LossSpec:
-    """What the training loss is: noise levels drawn from `schedule`'s continuum, the
-    `norm` ("l1" or "l2": mean absolute or squared error) on the network's `target` ("eps", DiffWave's loss; "x0" the clean signal; "v": see
+    """What the training loss is: noise levels drawn from `schedule`'s continuum, L1 on
+    the network's `target` ("eps", DiffWave's loss; "x0" the clean signal; "v": see
     targets.py), plus `stft_weight` times the MR-STFT distance of its clean estimate;
     the clean audio is multiplied by `data_scale` first (DiffusionConfig.data_scale)."""
     schedule: Schedule
     target: str = "eps"
     stft_weight: float = 0.0
     data_scale: float = 1.0
-    norm: str = "l1"
 
     @classmethod
     def from_recipe(cls, recipe: Recipe) -> LossSpec:
         """The recipe's loss: its training schedule, model.target, train.stft_loss_weight,
-        diffusion.data_scale, train.loss_norm."""
+        diffusion.data_scale."""
         return cls(training_schedule(recipe.diffusion), recipe.model.target, recipe.train.stft_loss_weight,
-                   recipe.diffusion.data_scale, recipe.train.loss_norm)
+                   recipe.diffusion.data_scale)
 
 
 def diffusion_loss(network: torch.nn.Module, audio: torch.Tensor, cond: torch.Tensor | None, spec: LossSpec,
                    generator: torch.Generator | RowShare, std: torch.Tensor | None = None) -> torch.Tensor:
-    """L1 (or L2: `spec.norm`) between the true and predicted `spec.target`, plus `spec.stft_weight` times the
+    """L1 between the true and predicted `spec.target`, plus `spec.stft_weight` times the
     MR-STFT distance (spectral.py) between the clean audio and the network's estimate of
     it, x0 = (noisy - sqrt(1 - level^2) * predicted noise) / level.
 
@@ -203,11 +202,11 @@ def diffusion_loss(network: torch.nn.Module, audio: torch.Tensor, cond: torch.Te
     noisy = a * audio + (1 - a ** 2).sqrt() * eps
     predicted = network(noisy, level, cond)
     if spec.target == "eps":
-        error = predicted - eps
-        error = error if std is None else error / std
+        error = (predicted - eps).abs()
+        loss = (error if std is None else error / std).mean()
     else:
-        error = target_from_eps(predicted, noisy, a, spec.target) - target_from_eps(eps, noisy, a, spec.target)
-    loss = (error.abs() if spec.norm == "l1" else error.square()).mean()
+        truth = target_from_eps(eps, noisy, a, spec.target)
+        loss = (target_from_eps(predicted, noisy, a, spec.target) - truth).abs().mean()
     if spec.stft_weight > 0:
         clean = target_from_eps(predicted, noisy, a, "x0")
         loss = loss + spec.stft_weight * mr_stft_loss(audio.squeeze(1), clean.squeeze(1)).mean()

@@ -185,7 +185,6 @@ class DiffusionConfig:
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 LR_DECAYS = ("none", "linear", "cosine")
-LOSS_NORMS = ("l1", "l2")
 
 
 @dataclass(frozen=True)
@@ -203,9 +202,6 @@ class TrainConfig:
     events in the run folder when the package is installed. `stft_loss_weight` adds
     that multiple of the MR-STFT distance between each crop and the network's estimate
     of it to the noise loss (diffusion.diffusion_loss); 0 is DiffWave's loss alone.
-    `loss_norm` is the distance on the target: "l1" (DiffWave's) or "l2". L2 is what
-    the samplers assume (the estimate is the posterior mean); L1 makes it the median,
-    which for a clean-signal target shrinks sparse sound towards silence.
     `infer_loss_weight` adds that multiple of InferGrad's infer loss (training/infer_loss.py):
     the MR-STFT distance between each crop and what `infer_steps` DDPM steps of the
     default schedule for that count make from its mel (with mel gain adjustment at
@@ -236,7 +232,6 @@ class TrainConfig:
     max_nonfinite: int = 20
     tensorboard: bool = True
     stft_loss_weight: float = 0.0
-    loss_norm: str = "l1"
     infer_loss_weight: float = 0.0
     infer_steps: int = 6
     infer_gain_adjust: bool = False
@@ -260,8 +255,6 @@ class TrainConfig:
         _check(self.num_workers >= 0, where, "train.num_workers", "must be >= 0")
         _check(self.validate_seconds > 0, where, "train.validate_seconds", "must be positive")
         _check(self.stft_loss_weight >= 0, where, "train.stft_loss_weight", "must be >= 0 (0: noise loss only)")
-        _check(self.loss_norm in LOSS_NORMS, where, "train.loss_norm",
-               f"must be one of {', '.join(repr(n) for n in LOSS_NORMS)}, got {self.loss_norm!r}")
         _check(self.infer_loss_weight >= 0, where, "train.infer_loss_weight", "must be >= 0 (0: no infer loss)")
         _check(self.infer_steps > 0, where, "train.infer_steps", "must be positive")
 
