@@ -219,6 +219,7 @@ class _Model:
         """[batch, length] samples by `plan`, the starting and injected noise from `generator`."""
         noise = torch.randn(batch, 1, length, generator=generator).to(self.device)
         options = {"eta": float(plan.eta)} if plan.sampler == "ddim" else {}
+        options["clip"] = float(self.recipe.diffusion.data_scale)  # the range the network's audio had
         if guide.project is not None:
             options["project"] = guide.project
         if guide.prior_std is not None:

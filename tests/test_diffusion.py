@@ -200,6 +200,22 @@ def test_samplers_recover_x0_with_an_oracle(sampler, steps):
     assert calls == list(range(1, steps + 1))
 
 
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+def test_samplers_clip_at_the_trained_range(sampler):
+    """A signal scaled to peak 2 (data_scale 4 on audio at peak 0.5) comes back whole with
+    clip = 4; clip = 1 (the default, unit-range audio) cuts it at 1."""
+    x0 = 4 * clean_signal()  # peak 2
+    net = oracle_network(x0)
+    schedule = inference_schedule(BASE, 10)
+    outs = {}
+    for clip in (1.0, 4.0):
+        g = torch.Generator().manual_seed(0)
+        noise = torch.randn(x0.shape, generator=g)
+        outs[clip] = SAMPLERS[sampler](lambda x, level: net(x, level), schedule, noise, g, clip=clip)
+    assert (outs[4.0] - x0).abs().max() < 1e-3
+    assert float(outs[1.0].abs().max()) <= 1.0 and float((outs[1.0] - x0).abs().max()) > 0.5
+
+
 def test_ddpm_uses_the_right_levels_in_order():
     seen = []
 
