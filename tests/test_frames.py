@@ -176,6 +176,20 @@ def test_generator_divides_its_samples_by_the_data_scale():
     torch.testing.assert_close(b, a / 4.0)
 
 
+def test_a_scaled_generator_says_its_scale_and_samples_at_its_level(tmp_path, run_main):
+    recipe = frames_recipe("model.conditional=false", "diffusion.data_scale=4.0")
+    net = perturbed(build_network(recipe))
+    path = save_checkpoint(tmp_path / "step-00000001.pt", Checkpoint(recipe=recipe, model=net.state_dict(),
+                                                                     ema=net.state_dict(), step=1))
+    info = run_main("info", "-c", path)
+    assert info.returncode == 0 and "fast schedule 6 steps, data scale 4" in info.stdout
+    out = tmp_path / "gen.wav"
+    assert run_main("sample", "-c", path, "--seconds", "0.5", "--steps", "3", "-o", out).returncode == 0
+    wav, sr = sf.read(out)
+    expected = Generator(net, recipe).generate(0.5, steps=3, seed=0)[0].numpy()
+    assert sr == SR and len(wav) == len(expected) and abs(wav - expected).max() < 1e-3  # the scale divided out
+
+
 @pytest.mark.parametrize("overrides, message", [
     (["model.conditional=false", "diffusion.data_scale=0"], "diffusion.data_scale must be positive"),
     (["diffusion.data_scale=2.0"], "diffusion.data_scale is for generators"),

@@ -94,7 +94,8 @@ def _describe(out: Console, ckpt: Path, card, data) -> None:
             say(f"  quality: {card.quality}")
     say(f"  audio: {r.audio.sample_rate} Hz, preset {r.audio.preset}, {r.audio.n_mels} mels, hop {r.audio.hop_length}")
     say(f"  model: {r.model.describe()}, {params / 1e6:.2f} M parameters")
-    say(f"  diffusion: {r.diffusion.schedule} x {r.diffusion.steps}, fast schedule {len(r.diffusion.fast_betas)} steps")
+    scale = f", data scale {r.diffusion.data_scale:g}" if r.diffusion.data_scale != 1 else ""
+    say(f"  diffusion: {r.diffusion.schedule} x {r.diffusion.steps}, fast schedule {len(r.diffusion.fast_betas)} steps{scale}")
     if not card:
         say(f"  data: {r.data.source} at {r.data.root}")
     plan, defaults = resolve_plan(Overrides(), data.defaults, r), data.defaults
