@@ -2,7 +2,7 @@
 # How the shipped default models (audiodiff/pretrained/) are made and measured, from the
 # repository root with ../shared/data beside it. Each stage resumes or can be re-run.
 #
-#   bash scripts/default_models.sh train      # ~1 h of a quiet 2-core machine (vocoder) + ~1 h (generator): re-run to resume
+#   bash scripts/default_models.sh train      # ~1 h of a quiet 2-core machine (vocoder) + ~1.4 h (generator): re-run to resume
 #   bash scripts/default_models.sh search     # 8 min: schedules for 2, 3, 4, 6 steps on 5 held-out clips
 #   bash scripts/default_models.sh export     # write audiodiff/pretrained/*.pt
 #   bash scripts/default_models.sh eval       # held-out Kathleen + ljspeech-mini numbers of the shipped files (~15 min)
@@ -11,15 +11,13 @@
 # The previous default vocoder (kathleen-12x32-infer, a DiffWave 12 x 32 trained 4.9 h with the
 # kathleen recipe and InferGrad's loss) has its commands in this file's history:
 #   git show 9e16bef:scripts/default_models.sh
-# VOCODER_CKPT / GENERATOR_CKPT pick the checkpoints (default: the shipped vocoder step, the newest generator).
+# VOCODER_CKPT / GENERATOR_CKPT pick the checkpoints (default: the shipped steps, 6500 and 22000).
 set -euo pipefail
 stage=${1:?stage: train, search, export, eval or generator}
 VOC_RUN=${VOC_RUN:-runs/kathleen-frames}
 EVAL=${EVAL_DIR:-eval}               # where eval writes
-GEN_RUN=runs/bach-piano-uncond
-newest() { ls "$1"/step-*.pt | tail -n 1; }
+GEN_RUN=${GEN_RUN:-runs/bach-piano-frames}
 VOC_CKPT=${VOCODER_CKPT:-$VOC_RUN/step-00006500.pt}
-GEN_CKPT=${GENERATOR_CKPT:-$(newest $GEN_RUN 2>/dev/null || true)}
 # the recipe's 20 validation clips (never trained on): 5 to search on, 15 to report on
 validation() { python -c "import json, sys; v = json.load(open('$VOC_RUN/split.json'))['validation']; print(' '.join(v[$1]))"; }
 SEARCH_CLIPS=$(validation ':5' 2>/dev/null || true)
@@ -31,8 +29,9 @@ case $stage in
     # went on from its float32 export with --init (a fresh optimiser, the step count kept) to 6500;
     # a plain resume of this command to 6500 is the same recipe without that optimiser reset.
     audiodiff train kathleen-frames --out-dir $VOC_RUN --max-steps 6500 --set train.keep_checkpoints=60
-    # the generator: the shipped one stopped at step 1340 (1 h on a share of the 2 cores)
-    audiodiff train bach-piano-uncond --out-dir $GEN_RUN --max-steps 1340 ;;
+    # the generator: the bach-piano-frames recipe as written, to the shipped step 22000 (about 1.4 h)
+    audiodiff train bach-piano-frames --out-dir $GEN_RUN --max-steps "${GENERATOR_STEP:-22000}" \
+      --set train.validate_every=500 --set train.keep_checkpoints=40 ;;
   search)
     # PESQ with the mel gain adjustment the shipped vocoder uses, guarded by log-mel (no worse than
     # the recipe's fast schedule): 8 min for 2, 3, 4 and 6 steps (about 120 candidates each)
@@ -40,8 +39,10 @@ case $stage in
     audiodiff schedule search -c $VOC_RUN/vocoder.pt $SEARCH_CLIPS --steps 2,3,4,6 --metric pesq_wb --guard log_mel \
       --gain-adjust --budget-minutes 8 -o $VOC_RUN/vocoder.pt --overwrite ;;
   export)
-    cp $VOC_RUN/vocoder.pt audiodiff/pretrained/vocoder.pt   # float32: 18.1 MB
-    audiodiff export "$GEN_CKPT" -o audiodiff/pretrained/generator.pt --default-steps "${GENERATOR_STEPS:-50}" ;;
+    # both in float16 (9.1 + 9.2 MB: the 20 MB cap holds both); the vocoder keeps its searched schedules
+    audiodiff export $VOC_RUN/vocoder.pt -o audiodiff/pretrained/vocoder.pt
+    audiodiff export "${GENERATOR_CKPT:-$GEN_RUN/step-00022000.pt}" -o audiodiff/pretrained/generator.pt \
+      --default-steps "${GENERATOR_STEPS:-50}" ;;
   eval)
     export OMP_NUM_THREADS=1
     # the shipped vocoder at its default plan (searched 4 steps, gain adjustment), beside both
@@ -61,6 +62,11 @@ for f in sorted(Path("../shared/data/bach-piano").glob("*.flac"))[:4]:
     save_audio(out / f"{f.stem}-20s.wav", load_audio(f, 16000)[20 * 16000:25 * 16000], 16000)
 PY
     audiodiff eval -c audiodiff/pretrained/generator.pt eval/generator-references -n 3 --seconds 5 \
-      --steps "${GENERATOR_STEPS:-50}" --out-dir eval/generator ;;
+      --steps 50,100,200 --out-dir eval/generator
+    d=eval/generator/audio
+    python scripts/spectrogram_panels.py $d/reference/bwv153.1-20s.wav $d/reference/bwv17.7-20s.wav \
+      $d/steps-50/clip-{0,1,2}.wav --labels "training excerpt bwv153.1" "training excerpt bwv17.7" \
+      "generated, seed 0 clip 0 (50 steps)" "clip 1" "clip 2" --start 0 --seconds 5 --fmax 4000 \
+      -o docs/default-models/generator-frames.png ;;
   *) echo "unknown stage $stage" >&2; exit 2 ;;
 esac
