@@ -2,7 +2,7 @@
 # How the shipped default models (audiodiff/pretrained/) are made and measured, from the
 # repository root with ../shared/data beside it. Each stage resumes or can be re-run.
 #
-#   bash scripts/default_models.sh train      # ~1 h of a quiet 2-core machine (vocoder) + ~1.4 h (generator): re-run to resume
+#   bash scripts/default_models.sh train      # ~2.7 h of a 2-core machine (vocoder) + ~1.4 h (generator): re-run to resume
 #   bash scripts/default_models.sh search     # 8 min: schedules for 2, 3, 4, 6 steps on 5 held-out clips
 #   bash scripts/default_models.sh export     # write audiodiff/pretrained/*.pt
 #   bash scripts/default_models.sh eval       # held-out Kathleen + ljspeech-mini numbers of the shipped files (~15 min)
@@ -11,13 +11,13 @@
 # The previous default vocoder (kathleen-12x32-infer, a DiffWave 12 x 32 trained 4.9 h with the
 # kathleen recipe and InferGrad's loss) has its commands in this file's history:
 #   git show 9e16bef:scripts/default_models.sh
-# VOCODER_CKPT / GENERATOR_CKPT pick the checkpoints (default: the shipped steps, 6500 and 22000).
+# VOCODER_CKPT / GENERATOR_CKPT pick the checkpoints (default: the shipped steps, 19000 and 22000).
 set -euo pipefail
 stage=${1:?stage: train, search, export, eval or generator}
 VOC_RUN=${VOC_RUN:-runs/kathleen-frames}
 EVAL=${EVAL_DIR:-eval}               # where eval writes
 GEN_RUN=${GEN_RUN:-runs/bach-piano-frames}
-VOC_CKPT=${VOCODER_CKPT:-$VOC_RUN/step-00006500.pt}
+VOC_CKPT=${VOCODER_CKPT:-$VOC_RUN-2/step-00019000.pt}
 # the recipe's 20 validation clips (never trained on): 5 to search on, 15 to report on
 validation() { python -c "import json, sys; v = json.load(open('$VOC_RUN/split.json'))['validation']; print(' '.join(v[$1]))"; }
 SEARCH_CLIPS=$(validation ':5' 2>/dev/null || true)
@@ -25,10 +25,16 @@ REPORT_CLIPS=$(validation '5:' 2>/dev/null || true)
 
 case $stage in
   train)
-    # The vocoder: the kathleen-frames recipe as written. The shipped run trained to step 3728, then
-    # went on from its float32 export with --init (a fresh optimiser, the step count kept) to 6500;
-    # a plain resume of this command to 6500 is the same recipe without that optimiser reset.
+    # The vocoder, stage 1: the kathleen-frames recipe as written, to step 6500 (the shipped run went
+    # on from its float32 export with --init at step 3728, a fresh optimiser; a plain resume of this
+    # command is the same recipe without that optimiser reset).
     audiodiff train kathleen-frames --out-dir $VOC_RUN --max-steps 6500 --set train.keep_checkpoints=60
+    # stage 2: from step 6500's float32 export with --init (a fresh optimiser, the step count kept),
+    # the rate annealed (cosine) from 4e-4 to 2e-5 over steps 6500-18500, to step 19000
+    [ -f $VOC_RUN/step6500-fp32.pt ] || audiodiff export $VOC_RUN/step-00006500.pt -o $VOC_RUN/step6500-fp32.pt --fp32
+    audiodiff train kathleen-frames --init $VOC_RUN/step6500-fp32.pt --out-dir $VOC_RUN-2 --max-steps 19000 \
+      --set train.lr_decay=cosine --set train.decay_start=6500 --set train.decay_steps=12000 \
+      --set train.min_learning_rate=2e-5 --set train.keep_checkpoints=60
     # the generator: the bach-piano-frames recipe as written, to the shipped step 22000 (about 1.4 h)
     audiodiff train bach-piano-frames --out-dir $GEN_RUN --max-steps "${GENERATOR_STEP:-22000}" \
       --set train.validate_every=500 --set train.keep_checkpoints=40 ;;
