@@ -32,7 +32,7 @@ case $stage in
     # stage 2: from step 6500's float32 export with --init (a fresh optimiser, the step count kept),
     # the rate annealed (cosine) from 4e-4 to 2e-5 over steps 6500-18500, to step 19000 (the shipped run
     # started from the shipped step-6500 file, 69c21a4: the same weights, with its searched schedules,
-    # which only the logged validation samples use)
+    # which do not enter the loss; they may change the logged validation numbers)
     [ -f $VOC_RUN/step6500-fp32.pt ] || audiodiff export $VOC_RUN/step-00006500.pt -o $VOC_RUN/step6500-fp32.pt --fp32
     audiodiff train kathleen-frames --init $VOC_RUN/step6500-fp32.pt --out-dir $VOC_RUN-2 --max-steps 19000 \
       --set train.lr_decay=cosine --set train.decay_start=6500 --set train.decay_steps=12000 \
