@@ -206,7 +206,9 @@ class TrainConfig:
     the MR-STFT distance between each crop and what `infer_steps` DDPM steps of the
     default schedule for that count make from its mel (with mel gain adjustment at
     every step if `infer_gain_adjust`), backpropagated through every step; vocoders
-    only; 0 is off.
+    only; 0 is off. `infer_betas`, when given (`infer_steps` of them), is that chain's
+    schedule instead of the default one: fine-tuning a model on the schedule it ships
+    with (a searched one; DDPM's chain is DDIM's with eta 1).
     """
     batch_size: int = 16
     segment: int = 15872
@@ -235,6 +237,7 @@ class TrainConfig:
     infer_loss_weight: float = 0.0
     infer_steps: int = 6
     infer_gain_adjust: bool = False
+    infer_betas: tuple[float, ...] = ()
 
     def validate(self, where: str) -> None:
         for key in ("batch_size", "segment", "max_steps", "checkpoint_every", "keep_checkpoints",
@@ -257,6 +260,9 @@ class TrainConfig:
         _check(self.stft_loss_weight >= 0, where, "train.stft_loss_weight", "must be >= 0 (0: noise loss only)")
         _check(self.infer_loss_weight >= 0, where, "train.infer_loss_weight", "must be >= 0 (0: no infer loss)")
         _check(self.infer_steps > 0, where, "train.infer_steps", "must be positive")
+        _check(all(0 < b < 1 for b in self.infer_betas), where, "train.infer_betas", "must be betas in (0, 1)")
+        _check(not self.infer_betas or len(self.infer_betas) == self.infer_steps, where, "train.infer_betas",
+               f"must hold train.infer_steps ({self.infer_steps}) betas, got {len(self.infer_betas)}")
 
 
 DATA_SOURCES = ("folder", "ljspeech", "vctk", "maestro", "sc09")
@@ -304,6 +310,7 @@ class Recipe:
         """Plain nested dict (lists for tuples), safe to store in a checkpoint."""
         out = dataclasses.asdict(self)
         out["diffusion"]["fast_betas"] = list(self.diffusion.fast_betas)
+        out["train"]["infer_betas"] = list(self.train.infer_betas)
         return out
 
     @classmethod

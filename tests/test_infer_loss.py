@@ -11,7 +11,7 @@ from audiodiff.audio import MelSpectrogram
 from audiodiff.consistency import MelConsistency
 from audiodiff.diffusion import RowShare, inference_schedule
 from audiodiff.errors import RecipeError
-from audiodiff.training.infer_loss import infer_loss
+from audiodiff.training.infer_loss import infer_loss, infer_schedule
 from audiodiff.recipe import DiffusionConfig, load_recipe
 from audiodiff.samplers import ddpm
 from audiodiff.spectral import mr_stft_loss
@@ -109,6 +109,8 @@ def test_the_gradient_flows_through_every_step():
 @pytest.mark.parametrize("override, key", [
     ("train.infer_loss_weight=-0.1", "train.infer_loss_weight"),
     ("train.infer_steps=0", "train.infer_steps"),
+    ("train.infer_betas=[0.01, 1.5]", "train.infer_betas"),
+    ("train.infer_betas=[0.01, 0.1, 0.5]", "train.infer_betas"),  # 3 betas, infer_steps 6
 ])
 def test_bad_infer_options_fail_on_load(override, key):
     with pytest.raises(RecipeError) as info:
@@ -135,3 +137,18 @@ def test_training_adds_the_weighted_term(tmp_path, synth_folder):
                             "train.infer_gain_adjust=true")
     assert "infer_loss" not in plain and weighted["infer_loss"] > 0.5
     assert weighted["loss"] == pytest.approx(plain["loss"] + 0.5 * weighted["infer_loss"], rel=1e-5)
+
+
+def test_the_chain_is_the_given_betas_or_the_default_schedule():
+    betas = [0.00106, 0.00335, 0.0429, 0.272]
+    given = infer_schedule(load_recipe(TINY, ["train.infer_steps=4", f"train.infer_betas={betas}"]))
+    assert given.betas.tolist() == pytest.approx(betas)
+    default = infer_schedule(load_recipe(TINY, ["train.infer_steps=4"]))
+    assert default.betas.tolist() == pytest.approx(SCHEDULE.betas.tolist())
+    assert default.betas[-1] == pytest.approx(0.5)
+
+
+def test_given_betas_survive_the_checkpoints_recipe():
+    recipe = load_recipe(TINY, ["train.infer_steps=2", "train.infer_betas=[0.01, 0.3]"])
+    again = type(recipe).from_dict(recipe.to_dict())
+    assert again.train.infer_betas == (0.01, 0.3) and again == recipe

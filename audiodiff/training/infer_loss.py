@@ -15,9 +15,18 @@ from __future__ import annotations
 
 import torch
 
-from audiodiff.diffusion import RowShare, Schedule
+from audiodiff.diffusion import RowShare, Schedule, inference_schedule
+from audiodiff.recipe import Recipe
 from audiodiff.samplers import Denoiser, Projection, ddpm
 from audiodiff.spectral import mr_stft_loss
+
+
+def infer_schedule(recipe: Recipe) -> Schedule:
+    """The chain the infer term trains: `train.infer_betas` when given (a schedule the
+    model ships with, e.g. a searched one), else the default schedule for
+    `train.infer_steps` (diffusion.inference_schedule)."""
+    betas = recipe.train.infer_betas
+    return Schedule.from_betas(betas) if betas else inference_schedule(recipe.diffusion, recipe.train.infer_steps)
 
 
 def infer_loss(denoise: Denoiser, audio: torch.Tensor, schedule: Schedule, generator: torch.Generator | RowShare,

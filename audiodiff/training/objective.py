@@ -8,6 +8,7 @@ backpropagate, the definitions being those of diffusion.py and infer_loss.py:
                     the MR-STFT distance of the network's clean estimate (diffusion.py)
     infer term      + train.infer_loss_weight x InferGrad's infer loss: the MR-STFT
                     distance of the `train.infer_steps`-step sample (infer_loss.py)
+                    on `train.infer_betas` or the default schedule
 
 A vocoder's noise follows PriorGrad's prior (prior.py), per frame from the mel.
 """
@@ -20,10 +21,10 @@ from torch import nn
 
 from audiodiff.audio import MelSpectrogram
 from audiodiff.consistency import MelConsistency
-from audiodiff.diffusion import LossSpec, RowShare, diffusion_loss, inference_schedule
+from audiodiff.diffusion import LossSpec, RowShare, diffusion_loss
 from audiodiff.prior import noise_std
 from audiodiff.recipe import Recipe
-from audiodiff.training.infer_loss import infer_loss
+from audiodiff.training.infer_loss import infer_loss, infer_schedule
 
 
 class ConditionedNetwork(nn.Module):
@@ -62,7 +63,7 @@ class Objective:
         self.denoiser: nn.Module = ConditionedNetwork(network)
         self.recipe, self.transform, self.total = recipe, transform, total
         self.spec = LossSpec.from_recipe(recipe)
-        self.infer_schedule = inference_schedule(recipe.diffusion, recipe.train.infer_steps)
+        self.infer_schedule = infer_schedule(recipe)
 
     def loss(self, audio: torch.Tensor, mel: torch.Tensor | None, generator: torch.Generator,
              offset: int) -> LossTerms:
