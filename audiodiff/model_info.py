@@ -65,6 +65,19 @@ def model_line(source: str | Path, recipe: Recipe, step: int, defaults: Inferenc
     return f"Model: {label} ({'; '.join(parts)})"
 
 
+def inherited_schedule_note(plan: SamplingPlan) -> str | None:
+    """The note a command prints when `plan` samples with a schedule searched on another
+    model's weights (a fine-tune's inheritance from its parent), else None. Such a
+    schedule is a starting point, not a fit: after more training it can score below even
+    the recipe's rule, so the note names the command that fits one to these weights."""
+    found = plan.searched
+    if found is None or not found.inherited_from:
+        return None
+    return (f"the {plan.steps}-step schedule was searched on {found.inherited_from}, not on these weights; "
+            f"after further training it can score below the recipe's rule: `audiodiff schedule search` "
+            f"fits one to this checkpoint")
+
+
 def _origin(is_set: bool, defaults: InferenceDefaults) -> str:
     if not is_set:
         return RULE

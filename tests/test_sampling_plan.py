@@ -103,3 +103,17 @@ def test_inherited_defaults_say_where_they_came_from():
     assert InferenceDefaults().inherited("x") == InferenceDefaults()
     assert "no inference defaults" in InferenceDefaults().describe()
     assert STORED.describe() == "the checkpoint's own defaults"
+
+
+def test_only_an_inherited_schedule_gets_the_stale_note():
+    from audiodiff.model_info import inherited_schedule_note
+
+    inherited = STORED.inherited("parent.pt")
+    text = inherited_schedule_note(plan(inherited))
+    assert text.startswith("the 4-step schedule was searched on parent.pt, not on these weights")
+    assert "audiodiff schedule search" in text
+    assert inherited_schedule_note(plan(inherited, steps=3)).startswith("the 3-step schedule was searched on parent.pt")
+    assert inherited_schedule_note(plan(STORED)) is None  # searched on this model
+    assert inherited_schedule_note(plan(inherited, steps=2)) is None  # no searched schedule for 2: the rule
+    explicit = Schedule.from_betas((1e-4, 1e-2, 0.3, 0.5))
+    assert inherited_schedule_note(plan(inherited, schedule=explicit, sampler="ddpm")) is None

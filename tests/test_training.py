@@ -167,6 +167,10 @@ def test_a_fine_tune_inherits_its_parents_inference_defaults(tmp_path, synth_fol
     voc = run_main("vocode", "-c", resumed, clip, "-o", tmp_path / "out.wav")
     first = " ".join(voc.stderr.split())
     assert voc.returncode == 0 and f"defaults inherited from {parent}" in first and "3 steps, searched schedule" in first
+    # the inherited schedule was fitted to the parent's weights: vocode says so once, the parent itself does not
+    assert first.count(f"note: the 3-step schedule was searched on {parent}, not on these weights") == 1
+    own = run_main("vocode", "-c", parent, clip, "-o", tmp_path / "parent.wav")
+    assert own.returncode == 0 and "3 steps, searched schedule" in own.stderr and "note: the" not in own.stderr
     # a training run from scratch carries none, and says so
     scratch = run_main("vocode", "-c", trained_tiny / "step-00000002.pt", clip, "-o", tmp_path / "raw.wav")
     assert "no inference defaults in the checkpoint" in " ".join(scratch.stderr.split())

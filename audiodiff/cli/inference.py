@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from audiodiff.atomic import check_writable
-from audiodiff.cli.app import app, err, progress_bar, say
+from audiodiff.cli.app import app, err, note, progress_bar, say
 from audiodiff.cli.options import (CheckpointOpt, DeviceOpt, GainAdjustOpt, PrecisionOpt, RefineOpt, SamplerOpt,
                                    SeedOpt, ThreadsOpt)
 from audiodiff.errors import AudiodiffError
@@ -48,6 +48,7 @@ def vocode(
     plan = vocoder.plan(steps=steps, sampler=sampler, gain_adjust=gain_adjust, refine=refine)
     jobs = _read_inputs(vocoder, files, checkpoint)  # every input first: a bad one fails before any work is done
     say(vocoder.describe(plan))
+    _note_inherited(plan)
     for (path, mel, length), target in zip(jobs, targets):
         with progress_bar() as progress:
             task = progress.add_task(path.name, total=plan.steps)
@@ -138,6 +139,7 @@ def sample(
     check_sample_memory(seconds, count, generator.sample_rate, generator.device)  # refuse what cannot fit, at once
     plan = generator.plan(steps=steps, sampler=sampler)
     say(generator.describe(plan))
+    _note_inherited(plan)
     with progress_bar() as progress:
         task = progress.add_task("sample", total=plan.steps)
         clips = generator.generate(seconds, count=count, plan=plan, seed=seed,
@@ -174,3 +176,10 @@ def mel_(
               f"(the mel of {ckpt.name}: preset {cfg.preset}, {cfg.compression} scale, {cfg.sample_rate} Hz, "
               f"hop {cfg.hop_length})", highlight=False, markup=False, soft_wrap=True)
 
+
+def _note_inherited(plan) -> None:
+    """Say so when the plan's schedule was searched on a parent model's weights."""
+    from audiodiff.model_info import inherited_schedule_note
+
+    if text := inherited_schedule_note(plan):
+        note(text)

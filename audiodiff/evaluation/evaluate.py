@@ -44,6 +44,7 @@ from audiodiff.errors import AudiodiffError
 from audiodiff.evaluation.baselines import band_griffin_lim, griffin_lim, white_noise
 from audiodiff.evaluation.metrics import (CLIP_METRICS, PAIR_METRICS, SET_METRICS, DnsmosScorer, Metric, PairScorer,
                                           require_eval_extra, set_distances, set_features)
+from audiodiff.model_info import inherited_schedule_note
 from audiodiff.recipe import AudioConfig
 
 DEFAULT_VOCODER_STEPS = (2, 4, 6, 50)
@@ -182,6 +183,13 @@ def _row(file: str, system: str, steps: int | None, scores: dict, audio: str | l
                 **extra, **scores)
 
 
+def _log_inherited(plans, log: Callable[[str], None]) -> None:
+    """A note for each plan whose schedule was searched on a parent model's weights."""
+    for plan in plans:
+        if text := inherited_schedule_note(plan):
+            log(f"note: {text}")
+
+
 def _evaluate_vocoder(run: _Run) -> EvalResult:
     from audiodiff.inference import Vocoder
 
@@ -191,6 +199,7 @@ def _evaluate_vocoder(run: _Run) -> EvalResult:
     plan = functools.partial(vocoder.plan, sampler=r.sampler, gain_adjust=r.gain_adjust, refine=r.refine)
     plans = {n: plan(steps=n) for n in steps}  # bad values fail here
     log(vocoder.describe())
+    _log_inherited(plans.values(), log)
     cfg, sr = vocoder.recipe.audio, vocoder.sample_rate
     rows, names = [], _unique_names(files)
     dnsmos = DnsmosScorer()
@@ -265,6 +274,7 @@ def _evaluate_generator(run: _Run) -> EvalResult:
     steps = list(r.steps or [generator.plan().steps])
     plans = {n: generator.plan(steps=n, sampler=r.sampler) for n in steps}  # bad values fail here
     run.log(generator.describe())
+    _log_inherited(plans.values(), run.log)
     run.log(f"{len(clips)} reference clips; generating {r.count} x {seconds:.2f} s at "
             f"{', '.join(map(str, steps))} steps")
     scoring = _SetScoring(generator.recipe.audio, sr, set_features(clips, generator.recipe.audio), DnsmosScorer())
