@@ -2,7 +2,7 @@
 # How the shipped default models (audiodiff/pretrained/) are made and measured, from the
 # repository root with ../shared/data beside it. Each stage resumes or can be re-run.
 #
-#   bash scripts/default_models.sh train      # ~4 h of a 2-core machine (vocoder) + ~1.4 h (generator): re-run to resume
+#   bash scripts/default_models.sh train      # ~5.6 h of a 2-core machine (vocoder) + ~1.4 h (generator): re-run to resume
 #   bash scripts/default_models.sh search     # 8 min: schedules for 2, 3, 4, 6 steps on 5 held-out clips
 #   bash scripts/default_models.sh export     # write audiodiff/pretrained/*.pt
 #   bash scripts/default_models.sh eval       # held-out Kathleen + ljspeech-mini numbers of the shipped files (~15 min)
@@ -11,13 +11,13 @@
 # The previous default vocoder (kathleen-12x32-infer, a DiffWave 12 x 32 trained 4.9 h with the
 # kathleen recipe and InferGrad's loss) has its commands in this file's history:
 #   git show 9e16bef:scripts/default_models.sh
-# VOCODER_CKPT / GENERATOR_CKPT pick the checkpoints (default: the shipped steps, 28000 and 22000).
+# VOCODER_CKPT / GENERATOR_CKPT pick the checkpoints (default: the shipped steps, 40000 and 22000).
 set -euo pipefail
 stage=${1:?stage: train, search, export, eval or generator}
 VOC_RUN=${VOC_RUN:-runs/kathleen-frames}
 EVAL=${EVAL_DIR:-eval}               # where eval writes
 GEN_RUN=${GEN_RUN:-runs/bach-piano-frames}
-VOC_CKPT=${VOCODER_CKPT:-$VOC_RUN-4/step-00028000.pt}
+VOC_CKPT=${VOCODER_CKPT:-$VOC_RUN-7/step-00040000.pt}
 # the recipe's 20 validation clips (never trained on): 5 to search on, 15 to report on
 validation() { python -c "import json, sys; v = json.load(open('$VOC_RUN/split.json'))['validation']; print(' '.join(v[$1]))"; }
 SEARCH_CLIPS=$(validation ':5' 2>/dev/null || true)
@@ -37,18 +37,21 @@ case $stage in
     audiodiff train kathleen-frames --init $VOC_RUN/step6500-fp32.pt --out-dir $VOC_RUN-2 --max-steps 19000 \
       --set train.lr_decay=cosine --set train.decay_start=6500 --set train.decay_steps=12000 \
       --set train.min_learning_rate=2e-5 --set train.keep_checkpoints=60
-    # stage 3: a warm restart from step 19000's float32 export: 2e-4 annealed toward 2e-5 over steps
-    # 19000-29000, stopped at step 23750 (the shipped run started from step 19000's searched file)
-    [ -f $VOC_RUN-2/step19000-fp32.pt ] || audiodiff export $VOC_RUN-2/step-00019000.pt -o $VOC_RUN-2/step19000-fp32.pt --fp32
-    audiodiff train kathleen-frames --init $VOC_RUN-2/step19000-fp32.pt --out-dir $VOC_RUN-3 --max-steps 23750 \
-      --set train.learning_rate=2e-4 --set train.lr_decay=cosine --set train.decay_start=19000 --set train.decay_steps=10000 \
-      --set train.min_learning_rate=2e-5 --set train.keep_checkpoints=60
-    # stage 4: from step 23750's float32 export, 1.5e-4 annealed to 2e-5 over steps 23750-28000, to step
-    # 28000 (the shipped run took its first 228 steps with decay_steps 5250: a rate under 0.3% higher)
-    [ -f $VOC_RUN-3/step23750-fp32.pt ] || audiodiff export $VOC_RUN-3/step-00023750.pt -o $VOC_RUN-3/step23750-fp32.pt --fp32
-    audiodiff train kathleen-frames --init $VOC_RUN-3/step23750-fp32.pt --out-dir $VOC_RUN-4 --max-steps 28000 \
-      --set train.learning_rate=1.5e-4 --set train.lr_decay=cosine --set train.decay_start=23750 --set train.decay_steps=4250 \
-      --set train.min_learning_rate=2e-5 --set train.keep_checkpoints=60
+    # stages 3-7: warm restarts, each from the last stage's float32 export with --init (a fresh
+    # optimiser, the step count kept), the rate annealed (cosine) to 2e-5 (the shipped run started
+    # each from the searched float32 file of that step: the same weights; schedules do not enter the loss)
+    restart() {  # restart FROM_RUN FROM_STEP TO_RUN TO_STEP RATE DECAY_STEPS
+      local init=$1/step$2-fp32.pt
+      [ -f $init ] || audiodiff export $1/step-$(printf %08d $2).pt -o $init --fp32
+      audiodiff train kathleen-frames --init $init --out-dir $3 --max-steps $4 \
+        --set train.learning_rate=$5 --set train.lr_decay=cosine --set train.decay_start=$2 --set train.decay_steps=$6 \
+        --set train.min_learning_rate=2e-5 --set train.keep_checkpoints=60
+    }
+    restart $VOC_RUN-2 19000 $VOC_RUN-3 23750 2e-4 10000    # 2e-4 toward 2e-5 over 19000-29000, stopped at 23750
+    restart $VOC_RUN-3 23750 $VOC_RUN-4 28000 1.5e-4 4250   # (the shipped run's first 228 steps: decay_steps 5250)
+    restart $VOC_RUN-4 28000 $VOC_RUN-5 32000 1.5e-4 4000   # (the shipped run's first 466 steps: decay_steps 6000)
+    restart $VOC_RUN-5 32000 $VOC_RUN-6 36000 1.5e-4 4000
+    restart $VOC_RUN-6 36000 $VOC_RUN-7 40000 1.5e-4 4000
     # the generator: the bach-piano-frames recipe as written, to the shipped step 22000 (about 1.4 h)
     audiodiff train bach-piano-frames --out-dir $GEN_RUN --max-steps "${GENERATOR_STEP:-22000}" \
       --set train.validate_every=500 --set train.keep_checkpoints=40 ;;
