@@ -170,3 +170,23 @@ def test_eval_without_the_extra_says_what_to_install(tmp_path, monkeypatch, run_
     assert code == 2
     assert 'pip install "audiodiff[eval]"' in stderr and "pystoi" in stderr and "Traceback" not in stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_eval_notes_a_schedule_searched_on_a_parent(tmp_path, vocoder_ckpt, references):
+    """A checkpoint whose 3-step schedule was inherited from its parent: eval logs the note
+    for that step count only (2 steps run the recipe's rule), and still scores both."""
+    from audiodiff.checkpoint import export_inference_copy, load_checkpoint
+    from audiodiff.evaluation.evaluate import EvalRequest, evaluate
+    from audiodiff.searched_schedule import SearchedSchedule
+
+    base = load_checkpoint(vocoder_ckpt)
+    found = SearchedSchedule((2e-4, 0.05, 0.4), "ddim", 0.5, "pesq_wb", 2.0, 5)
+    child = base.with_defaults(base.defaults.with_schedules({3: found}).inherited("parent.pt"))
+    ckpt = export_inference_copy(child, tmp_path / "child.pt")
+    lines: list[str] = []
+    result = evaluate(EvalRequest(ckpt, references[:1], tmp_path / "o", steps=[2, 3]), log=lines.append)
+    notes = [line for line in lines if line.startswith("note:")]
+    assert notes == ["note: the 3-step schedule was searched on parent.pt, not on these weights; after further "
+                     "training it can score below the recipe's rule: `audiodiff schedule search` fits one to this "
+                     "checkpoint"]
+    assert {m["steps"] for m in result.means if m["system"] == "model"} == {2, 3}
